@@ -1,0 +1,31 @@
+import mongoose, { type Connection, type Model, type Schema } from 'mongoose';
+
+/** The platform database: the one named in the URI, `platform` when the URI names none. */
+export async function connectPlatform(uri: string): Promise<Connection> {
+  const hasDbName = /^mongodb(\+srv)?:\/\/[^/]+\/[^/?]+/.test(uri);
+  const conn = mongoose.createConnection(uri, {
+    dbName: hasDbName ? undefined : 'platform',
+    serverSelectionTimeoutMS: 10_000,
+    maxPoolSize: 50,
+    autoIndex: true,
+  });
+  await conn.asPromise();
+  return conn;
+}
+
+/**
+ * Models are compiled per connection (one per tenant database), never on the global mongoose. Indexes are
+ * created once per connection and model; `ready` resolves when they exist, so a unique index is in force
+ * before the first write relies on it.
+ */
+const ready = new WeakMap<Connection, Map<string, Promise<unknown>>>();
+
+export async function modelOn<T>(conn: Connection, name: string, schema: Schema<T>): Promise<Model<T>> {
+  const model = (conn.models[name] as Model<T> | undefined) ?? conn.model<T>(name, schema);
+  let perConn = ready.get(conn);
+  if (!perConn) ready.set(conn, (perConn = new Map()));
+  let init = perConn.get(name);
+  if (!init) perConn.set(name, (init = model.init()));
+  await init;
+  return model;
+}

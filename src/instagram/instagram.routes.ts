@@ -1,0 +1,33 @@
+import { Router, type RequestHandler } from 'express';
+import type { Deps } from '../deps';
+import { authenticate, requireRole } from '../http/auth';
+import { requireSubaccountAccess, resolveTenant } from '../http/tenant';
+import { AppError } from '../http/app-error';
+
+/**
+ * The table of contents of the product: one line per route (path, who may call it, handler).
+ * `user` reads; `admin` connects, disconnects and sends; `meta` is Meta calling the webhook.
+ */
+export function instagramRouter(deps: Deps): Router {
+  const { platform, config } = deps;
+  const tenant = resolveTenant(platform);
+  const signedIn = [authenticate(config.jwtSecret), requireSubaccountAccess(platform)];
+  const user: RequestHandler[] = [...signedIn, requireRole('user'), tenant];
+  const admin: RequestHandler[] = [...signedIn, requireRole('admin'), tenant];
+  const meta: RequestHandler[] = [tenant];
+
+  const r = Router({ mergeParams: true });
+  r.post('/connect', admin, notImplemented);
+  r.get('/status', user, notImplemented);
+  r.post('/send', admin, notImplemented);
+  r.get('/messages', user, notImplemented);
+  r.get('/conversations', user, notImplemented);
+  r.post('/disconnect', admin, notImplemented);
+  r.get('/webhook', meta, notImplemented);
+  r.post('/webhook', meta, notImplemented);
+  return r;
+}
+
+const notImplemented: RequestHandler = () => {
+  throw new AppError('NOT_IMPLEMENTED', 'This route is not implemented yet', 501);
+};

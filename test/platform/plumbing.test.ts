@@ -1,0 +1,117 @@
+import { startTestApp, type TestApp } from '../setup/app';
+import { aSubaccount, anAgent, igPath } from '../factories/platform';
+import { adminOf, superAdmin } from '../setup/tokens';
+import type { Platform } from '../../src/platform/platform';
+
+let t: TestApp;
+let connectPath: string;
+let sub: string;
+beforeAll(async () => {
+  t = await startTestApp();
+  const s = await aSubaccount(t.platformDb);
+  sub = s.id;
+  connectPath = igPath(s.id, await anAgent(t.platformDb, s), 'connect');
+});
+afterAll(() => t.close());
+
+test('when the body is not JSON, then 400 MALFORMED_JSON in the envelope', async () => {
+  const res = await t
+    .http()
+    .post(connectPath)
+    .set(adminOf(sub))
+    .set('Content-Type', 'application/json')
+    .send('{"accessToken": ');
+  expect(res.status).toBe(400);
+  expect(res.body).toEqual({
+    success: false,
+    error: { code: 'MALFORMED_JSON', message: expect.any(String) },
+  });
+});
+
+test('when the body is over 1 MB, then 413 PAYLOAD_TOO_LARGE', async () => {
+  const big = JSON.stringify({ accessToken: 'x'.repeat(2 * 1024 * 1024) });
+  const res = await t
+    .http()
+    .post(connectPath)
+    .set(adminOf(sub))
+    .set('Content-Type', 'application/json')
+    .send(big);
+  expect(res.status).toBe(413);
+  expect(res.body.error.code).toBe('PAYLOAD_TOO_LARGE');
+});
+
+test('when the route is unknown, then 404 NOT_FOUND', async () => {
+  const res = await t.http().get('/api/nothing-here');
+  expect(res.status).toBe(404);
+  expect(res.body).toEqual({ success: false, error: { code: 'NOT_FOUND', message: expect.any(String) } });
+});
+
+test('responses carry security headers and a request id', async () => {
+  const res = await t.http().get('/healthz');
+  expect(res.headers['x-content-type-options']).toBe('nosniff');
+  expect(res.headers['x-powered-by']).toBeUndefined();
+  expect(res.headers['x-request-id']).toMatch(/.+/);
+});
+
+test('healthz answers while the process is up; readyz when the database answers', async () => {
+  expect((await t.http().get('/healthz')).status).toBe(200);
+  expect((await t.http().get('/readyz')).body).toEqual({ success: true, data: { status: 'ready' } });
+});
+
+describe('failures inside', () => {
+  let broken: TestApp;
+  beforeAll(async () => {
+    const failing = (inner: Platform): Platform => ({
+      ...inner,
+      canAccess: (p, s) => inner.canAccess(p, s),
+      close: () => inner.close(),
+      findSubaccount: async () => {
+        throw new Error('connection string mongodb://user:hunter2@internal');
+      },
+      subaccountDb: (s) => inner.subaccountDb(s),
+      findAgent: (d, a) => inner.findAgent(d, a),
+      retellFor: (s) => inner.retellFor(s),
+    });
+    broken = await startTestApp({}, (_db, deps) => failing(deps.platform));
+  });
+  afterAll(() => broken.close());
+
+  test('when something unknown is thrown, then 500 INTERNAL_ERROR without its message, logged with stack and request id', async () => {
+    const res = await broken
+      .http()
+      .get(igPath('65f000000000000000000001', 'a', 'status'))
+      .set(superAdmin())
+      .set('X-Request-Id', 'req-500-test');
+    expect(res.status).toBe(500);
+    expect(res.body).toEqual({
+      success: false,
+      error: { code: 'INTERNAL_ERROR', message: expect.any(String) },
+    });
+    expect(JSON.stringify(res.body)).not.toContain('hunter2');
+    const line = broken.logs.map((l) => JSON.parse(l)).find((l) => l.err?.stack?.includes('hunter2'));
+    expect(line).toBeDefined();
+    expect(line.reqId).toBe('req-500-test');
+    expect(line.level).toBe(50);
+  });
+
+  test('when the database is unreachable, then readyz answers 503', async () => {
+    await broken.platformDb.close();
+    const res = await broken.http().get('/readyz');
+    expect(res.status).toBe(503);
+    expect(res.body.error.code).toBe('SERVICE_UNAVAILABLE');
+  });
+});
+
+test('when a request carries Authorization and a body with accessToken, then neither reaches the log', async () => {
+  const token = adminOf(sub).Authorization;
+  await t
+    .http()
+    .post(connectPath)
+    .set('Authorization', token)
+    .send({ accessToken: 'IGAA-super-secret-token-value', appSecret: 'app-secret-value' });
+  const all = t.logs.join('\n');
+  expect(t.logs.length).toBeGreaterThan(0);
+  expect(all).not.toContain(token.slice(7));
+  expect(all).not.toContain('IGAA-super-secret-token-value');
+  expect(all).not.toContain('app-secret-value');
+});

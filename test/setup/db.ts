@@ -1,0 +1,14 @@
+import crypto from 'node:crypto';
+
+/** The run's server (from globalSetup) with a database name of this test file's own. */
+export function testDbUri(name: string): string {
+  const raw = process.env.TEST_MONGODB_URI;
+  if (!raw) throw new Error('TEST_MONGODB_URI is not set: run the tests through jest (globalSetup)');
+  const m = /^(mongodb(?:\+srv)?:\/\/[^/?]+)(?:\/[^?]*)?(\?.*)?$/.exec(raw);
+  if (!m) throw new Error(`unexpected TEST_MONGODB_URI ${raw}`);
+  return `${m[1]}/${name}${m[2] ?? ''}`;
+}
+
+export function uniqueName(prefix: string): string {
+  return `${prefix}_${process.env.JEST_WORKER_ID ?? '0'}_${crypto.randomBytes(4).toString('hex')}`;
+}
