@@ -1,32 +1,148 @@
 import type { Connection } from 'mongoose';
 import type { Config } from './config';
 import type { Logger } from './lib/logger';
+import { SecretBox } from './lib/crypto';
 import { MongoPlatform } from './platform/mongo-platform';
 import type { Platform } from './platform/platform';
 import { RetellClient } from './retell/retell.client';
+import { GraphClient } from './instagram/graph.client';
+import { ConnectionRepo } from './instagram/connection.repo';
+import { AccountRegistry } from './instagram/account-registry.repo';
+import { ConnectionService } from './instagram/connection.service';
+import { OutboundRepo } from './instagram/outbound.repo';
+import { MessagingService } from './instagram/messaging.service';
+import { WebhookService } from './instagram/webhook.service';
+import { ChatsRepo } from './chats/chats.repo';
+import { MessagesRepo } from './chats/messages.repo';
+import { ConversationsRepo } from './chats/conversations.repo';
+import { TurnRecorder } from './chats/turn-recorder';
+import { InboxRepo, findEchoOf } from './inbound/inbound-event.repo';
+import { InboundWorker, type WorkerOptions } from './inbound/inbound.worker';
+import { handleInboundEvent, type InboundDeps } from './inbound/handle-inbound-event';
 
 /**
  * The composition root: every service built with its dependencies, in order, no container.
- * Tests build the same graph with their own config (simulator URLs, per-file databases).
+ * Tests build the same graph with their own config (simulator URLs, per-file databases) and overrides.
  */
 export interface Deps {
   config: Config;
   logger: Logger;
   platformDb: Connection;
   platform: Platform;
+  secrets: SecretBox;
+  graph: GraphClient;
+  connectionRepo: ConnectionRepo;
+  connections: ConnectionService;
+  recorder: TurnRecorder;
+  messaging: MessagingService;
+  inbox: InboxRepo;
+  inbound: InboundDeps;
+  worker: InboundWorker;
+  webhooks: WebhookService;
 }
 
-export function buildDeps(config: Config, logger: Logger, platformDb: Connection, platform?: Platform): Deps {
-  const retell = new RetellClient({ apiKey: config.retellApiKey, baseUrl: config.retellBaseUrl });
+export interface DepsOverrides {
+  platform?: (platformDb: Connection, retell: RetellClient) => Platform;
+  graph?: GraphClient;
+  retell?: RetellClient;
+  worker?: Partial<WorkerOptions>;
+  /** How long an ambiguous send waits for its echo before it is sent again (default 15 s). */
+  reconcileWindowMs?: number;
+}
+
+export function buildDeps(
+  config: Config,
+  logger: Logger,
+  platformDb: Connection,
+  o: DepsOverrides = {},
+): Deps {
+  const retell = o.retell ?? new RetellClient({ apiKey: config.retellApiKey, baseUrl: config.retellBaseUrl });
+  const platform = o.platform?.(platformDb, retell) ?? new MongoPlatform(platformDb, retell);
+  const secrets = new SecretBox(config.tokenEncryptionKey, config.tokenEncryptionKeyPrevious);
+  const graph =
+    o.graph ??
+    new GraphClient({
+      metaGraphUrl: config.metaGraphUrl,
+      instagramGraphUrl: config.instagramGraphUrl,
+      version: config.metaGraphVersion,
+    });
+
+  const connectionRepo = new ConnectionRepo(secrets);
+  const connections = new ConnectionService({
+    graph,
+    connections: connectionRepo,
+    registry: new AccountRegistry(platformDb),
+    platform,
+    secrets,
+    logger,
+    publicBaseUrl: config.publicBaseUrl,
+    metaAppSecret: config.metaAppSecret,
+  });
+
+  const chats = new ChatsRepo();
+  const conversations = new ConversationsRepo();
+  const recorder = new TurnRecorder(chats, new MessagesRepo(), conversations);
+  const outbound = new OutboundRepo();
+  const inbox = new InboxRepo(platformDb);
+  const messaging = new MessagingService({
+    graph,
+    outbound,
+    recorder,
+    connectionRepo,
+    logger,
+    findEcho: (threadKey, text, since) => findEchoOf(inbox, threadKey, text, since),
+    reconcileWindowMs: o.reconcileWindowMs ?? 15_000,
+  });
+
+  const inbound: InboundDeps = {
+    platform,
+    connectionRepo,
+    chats,
+    conversations,
+    recorder,
+    outbound,
+    messaging,
+    graph,
+    inbox,
+    logger,
+    chatSessionTtlMs: config.chatSessionTtlHours * 3_600_000,
+    humanTakeoverMs: config.humanTakeoverMinutes * 60_000,
+  };
+  const worker = new InboundWorker(
+    inbox,
+    (stored, ctx) => handleInboundEvent(inbound, stored, ctx),
+    logger,
+    o.worker,
+  );
+  const webhooks = new WebhookService({
+    connectionRepo,
+    inbox,
+    logger,
+    metaAppSecret: config.metaAppSecret,
+    requireSignature: config.nodeEnv === 'production' && !config.allowUnsignedWebhooks,
+    onStored: () => worker.notify(),
+  });
+
   return {
     config,
     logger,
     platformDb,
-    platform: platform ?? new MongoPlatform(platformDb, retell),
+    platform,
+    secrets,
+    graph,
+    connectionRepo,
+    connections,
+    recorder,
+    messaging,
+    inbox,
+    inbound,
+    worker,
+    webhooks,
   };
 }
 
-/** Stops what buildDeps started, in reverse order. */
+/** Stops what buildDeps started, in reverse order: the worker finishes what it holds first. */
 export async function destroyDeps(deps: Deps): Promise<void> {
+  await deps.worker.stop();
   await deps.platform.close();
 }

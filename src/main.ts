@@ -43,7 +43,8 @@ async function main(): Promise<void> {
   const server = http.createServer(app);
   await new Promise<void>((resolve) => server.listen(config.port, resolve));
   const port = (server.address() as { port: number }).port;
-  logger.info({ port, env: config.nodeEnv }, 'listening');
+  if (config.workerEnabled) deps.worker.start();
+  logger.info({ port, env: config.nodeEnv, worker: config.workerEnabled }, 'listening');
 
   if (config.nodeEnv === 'development') {
     const token = jwt.sign({ userId: 'dev-admin', role: 'super_admin' }, config.jwtSecret, {

@@ -96,6 +96,8 @@ export class RetellClient {
 
 export function toRetellError(err: unknown, onChat: boolean): RetellError {
   if (err instanceof RetellError) return err;
+  if (err instanceof Retell.APIConnectionTimeoutError)
+    return new RetellError('Retell timed out', undefined, true);
   if (err instanceof Retell.APIConnectionError)
     return new RetellError(`Retell unreachable: ${err.message}`, undefined, true);
   if (err instanceof Retell.APIError) {
@@ -103,7 +105,19 @@ export function toRetellError(err: unknown, onChat: boolean): RetellError {
     const transient = status === undefined || status === 408 || status === 429 || status >= 500;
     // Retell answers 422 "Cannot find requested asset" for unknown ids, and refuses completions on ended chats.
     const chatUnusable = onChat && (status === 400 || status === 404 || status === 422);
-    return new RetellError(`Retell ${status ?? ''} ${err.message}`.trim(), status, transient, chatUnusable);
+    return new RetellError(
+      `Retell ${status ?? 'error'}: ${retellMessage(err)}`,
+      status,
+      transient,
+      chatUnusable,
+    );
   }
   return new RetellError(String((err as Error)?.message ?? err), undefined, false);
+}
+
+/** Retell's own words from its `{status:'error', message}` body; the SDK's `message` repeats the status. */
+function retellMessage(err: InstanceType<typeof Retell.APIError>): string {
+  const body = err.error as { message?: unknown } | undefined;
+  if (typeof body?.message === 'string' && body.message) return body.message;
+  return err.message.replace(/^\d{3}\s*/, '') || 'no message';
 }

@@ -2,6 +2,7 @@ import { startTestApp, type TestApp } from '../setup/app';
 import { aSubaccount, anAgent, igPath } from '../factories/platform';
 import { adminOf, superAdmin } from '../setup/tokens';
 import type { Platform } from '../../src/platform/platform';
+import { MongoPlatform } from '../../src/platform/mongo-platform';
 
 let t: TestApp;
 let connectPath: string;
@@ -72,7 +73,7 @@ describe('failures inside', () => {
       findAgent: (d, a) => inner.findAgent(d, a),
       retellFor: (s) => inner.retellFor(s),
     });
-    broken = await startTestApp({}, (_db, deps) => failing(deps.platform));
+    broken = await startTestApp({}, { platform: (db, retell) => failing(new MongoPlatform(db, retell)) });
   });
   afterAll(() => broken.close());
 

@@ -7,9 +7,8 @@ import supertest from 'supertest';
 import { createApp } from '../../src/app';
 import { loadConfig } from '../../src/config';
 import { connectPlatform } from '../../src/db/mongo';
-import { buildDeps, destroyDeps, type Deps } from '../../src/deps';
+import { buildDeps, destroyDeps, type Deps, type DepsOverrides } from '../../src/deps';
 import { createLogger } from '../../src/lib/logger';
-import type { Platform } from '../../src/platform/platform';
 import { testDbUri, uniqueName } from './db';
 import { TEST_ENCRYPTION_KEY, TEST_JWT_SECRET } from './tokens';
 
@@ -26,7 +25,7 @@ export interface TestApp {
 /** The real app on the run's database server, with a platform database of its own. */
 export async function startTestApp(
   env: Record<string, string> = {},
-  makePlatform?: (platformDb: Connection, deps: Deps) => Platform,
+  overrides: DepsOverrides = {},
 ): Promise<TestApp> {
   const uri = testDbUri(uniqueName('platform'));
   const config = loadConfig({
@@ -42,8 +41,7 @@ export async function startTestApp(
   const logs: string[] = [];
   const logger = createLogger(config.logLevel, { write: (line: string) => void logs.push(line) });
   const platformDb = await connectPlatform(uri);
-  let deps = buildDeps(config, logger, platformDb);
-  if (makePlatform) deps = { ...deps, platform: makePlatform(platformDb, deps) };
+  const deps = buildDeps(config, logger, platformDb, overrides);
   const app = createApp(deps);
   return {
     app,

@@ -1,0 +1,177 @@
+import { Schema, type Connection } from 'mongoose';
+import { modelOn } from '../db/mongo';
+
+/**
+ * The platform's shared `chats` collection (contract §2): one document per Retell chat session, shared
+ * with the web widget, WhatsApp and SMS. We keep its shape and add only Instagram facts. Turns are
+ * appended with `$push`, never rewritten; `message_count` and `transcript` follow them.
+ */
+export type TurnRole = 'user' | 'agent' | 'operator';
+
+export interface ChatTurn {
+  message_id: string;
+  role: TurnRole;
+  content: string;
+  created_timestamp: number;
+  instagram_mid?: string;
+  attachments?: { type: string; url?: string }[];
+  delivery_status?: 'sent' | 'failed';
+  delivery_error?: string;
+}
+
+export interface InstagramChatMetadata {
+  channel: 'instagram';
+  instagram_user_id: string;
+  instagram_account_id: string;
+  instagram_username?: string;
+  /** false for a document an operator message opened before any Retell chat existed for the thread. */
+  retell_chat?: boolean;
+  instagram_deleted_mids?: string[];
+}
+
+export interface ChatDoc {
+  chat_id: string;
+  agent_id: string;
+  subaccountId: string;
+  chat_status: 'ongoing' | 'ended';
+  start_timestamp: number;
+  end_timestamp: number | null;
+  transcript: string;
+  message_count: number;
+  messages: ChatTurn[];
+  metadata: InstagramChatMetadata;
+  createdBy: 'instagram-connector';
+  createdAt: Date;
+  updatedAt: Date;
+  lastMessageAt: Date;
+}
+
+// strict: false — other channels write fields we do not know, and we must not strip them.
+const schema = new Schema<ChatDoc>({}, { collection: 'chats', strict: false, versionKey: false });
+schema.index({ chat_id: 1 });
+schema.index({ 'metadata.channel': 1, agent_id: 1, 'metadata.instagram_user_id': 1, chat_status: 1 });
+
+const LABEL: Record<TurnRole, string> = { user: 'User', agent: 'Agent', operator: 'Operator' };
+export const transcriptLine = (t: ChatTurn) => `${LABEL[t.role]}: ${t.content}`;
+
+export class ChatsRepo {
+  private model(db: Connection) {
+    return modelOn(db, 'Chat', schema);
+  }
+
+  async findOngoing(db: Connection, agentId: string, userId: string): Promise<ChatDoc | undefined> {
+    const doc = await (
+      await this.model(db)
+    ).collection.findOne(
+      {
+        'metadata.channel': 'instagram',
+        agent_id: agentId,
+        'metadata.instagram_user_id': userId,
+        chat_status: 'ongoing',
+      },
+      { sort: { start_timestamp: -1 }, projection: { messages: 0, transcript: 0 } },
+    );
+    return (doc as unknown as ChatDoc | null) ?? undefined;
+  }
+
+  async create(
+    db: Connection,
+    doc: Omit<
+      ChatDoc,
+      | 'transcript'
+      | 'message_count'
+      | 'messages'
+      | 'createdAt'
+      | 'updatedAt'
+      | 'lastMessageAt'
+      | 'createdBy'
+      | 'chat_status'
+      | 'end_timestamp'
+    >,
+  ): Promise<void> {
+    const now = new Date();
+    await (
+      await this.model(db)
+    ).collection.insertOne({
+      ...doc,
+      chat_status: 'ongoing',
+      end_timestamp: null,
+      transcript: '',
+      message_count: 0,
+      messages: [],
+      createdBy: 'instagram-connector',
+      createdAt: now,
+      updatedAt: now,
+      lastMessageAt: now,
+    });
+  }
+
+  /**
+   * Appends a turn unless a turn with its message_id is already there (a redelivery or a retry). The
+   * transcript is a string that must follow the turns, so the append is a compare-and-set on
+   * message_count: a concurrent append (an operator message while the agent answers) makes us re-read.
+   * Returns false when the turn was already recorded.
+   */
+  async appendTurn(db: Connection, chatId: string, turn: ChatTurn): Promise<boolean> {
+    const chats = (await this.model(db)).collection;
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const current = (await chats.findOne(
+        { chat_id: chatId },
+        { projection: { message_count: 1, transcript: 1, 'messages.message_id': 1 } },
+      )) as (Pick<ChatDoc, 'message_count' | 'transcript'> & { messages?: { message_id: string }[] }) | null;
+      if (!current) throw new Error(`chat ${chatId} not found`);
+      if (current.messages?.some((m) => m.message_id === turn.message_id)) return false;
+      const at = new Date(turn.created_timestamp);
+      const transcript = current.transcript
+        ? `${current.transcript}\n${transcriptLine(turn)}`
+        : transcriptLine(turn);
+      const res = await chats.updateOne({ chat_id: chatId, message_count: current.message_count }, {
+        $push: { messages: turn },
+        $set: {
+          message_count: current.message_count + 1,
+          transcript,
+          updatedAt: new Date(),
+          lastMessageAt: at,
+        },
+      } as never);
+      if (res.modifiedCount === 1) return true;
+    }
+    throw Object.assign(new Error(`chat ${chatId}: too much contention appending a turn`), {
+      transient: true,
+    });
+  }
+
+  async end(db: Connection, chatId: string): Promise<void> {
+    const now = new Date();
+    await (
+      await this.model(db)
+    ).collection.updateOne(
+      { chat_id: chatId, chat_status: 'ongoing' },
+      { $set: { chat_status: 'ended', end_timestamp: now.getTime(), updatedAt: now } },
+    );
+  }
+
+  async setUsername(db: Connection, chatId: string, username: string): Promise<void> {
+    await (
+      await this.model(db)
+    ).collection.updateOne(
+      { chat_id: chatId },
+      { $set: { 'metadata.instagram_username': username, updatedAt: new Date() } },
+    );
+  }
+
+  /** Instagram told us the visitor unsent a message: noted on the chat, the turn itself stays as it was. */
+  async markDeleted(db: Connection, agentId: string, userId: string, mid: string): Promise<void> {
+    await (
+      await this.model(db)
+    ).collection.updateMany(
+      {
+        'metadata.channel': 'instagram',
+        agent_id: agentId,
+        'metadata.instagram_user_id': userId,
+        'messages.instagram_mid': mid,
+      },
+      { $addToSet: { 'metadata.instagram_deleted_mids': mid }, $set: { updatedAt: new Date() } },
+    );
+  }
+}

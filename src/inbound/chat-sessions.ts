@@ -1,0 +1,131 @@
+import crypto from 'node:crypto';
+import type { Connection } from 'mongoose';
+import type { ChatDoc, ChatsRepo } from '../chats/chats.repo';
+import type { InstagramConnection } from '../instagram/connection.repo';
+import type { Logger } from '../lib/logger';
+import type { RetellClient } from '../retell/retell.client';
+import { RetellError } from '../retell/retell.client';
+
+interface ThreadRef {
+  subaccount: { id: string };
+  db: Connection;
+  connection: InstagramConnection;
+  agentId: string;
+  userId: string;
+}
+
+interface SessionDeps {
+  chats: ChatsRepo;
+  logger: Logger;
+  chatSessionTtlMs: number;
+}
+
+/**
+ * One Retell chat per Instagram thread: the ongoing one is reused; one idle longer than the TTL is ended
+ * and replaced; one Retell reports unusable (ended, unknown) is replaced. The `chats` document is created
+ * with the Retell chat, so the two always correspond.
+ */
+export class ChatSessions {
+  constructor(
+    private readonly d: SessionDeps,
+    private readonly retell: RetellClient,
+  ) {}
+
+  /** The chat to answer in: the ongoing one if it is fresh and a Retell chat, else a new one. */
+  async current(t: ThreadRef, username?: string): Promise<string> {
+    const ongoing = await this.d.chats.findOngoing(t.db, t.agentId, t.userId);
+    if (ongoing && !this.isIdle(ongoing) && ongoing.metadata.retell_chat !== false) return ongoing.chat_id;
+    if (ongoing) await this.end(t, ongoing);
+    return this.start(t, username);
+  }
+
+  /** Asks the agent; a chat Retell no longer accepts is replaced once and asked again. */
+  async complete(
+    t: ThreadRef,
+    chatId: string,
+    content: string,
+    username?: string,
+  ): Promise<{ chatId: string; replies: string[] }> {
+    try {
+      return { chatId, replies: await this.agentReplies(chatId, content) };
+    } catch (err) {
+      if (!(err instanceof RetellError) || !err.chatUnusable) throw err;
+      this.d.logger.warn({ status: err.status }, 'Retell refused the chat; starting a new one');
+      await this.d.chats.end(t.db, chatId);
+      const fresh = await this.start(t, username);
+      return { chatId: fresh, replies: await this.agentReplies(fresh, content) };
+    }
+  }
+
+  /**
+   * Where an operator's message goes: the ongoing chat, or — when none is ongoing — a document of its own
+   * (no Retell chat is started just to hold a person's message; the next visitor DM starts one).
+   */
+  async currentForOperator(t: ThreadRef): Promise<string> {
+    const ongoing = await this.d.chats.findOngoing(t.db, t.agentId, t.userId);
+    if (ongoing && !this.isIdle(ongoing)) return ongoing.chat_id;
+    if (ongoing) await this.end(t, ongoing);
+    const chatId = `igop_${crypto.randomUUID().replace(/-/g, '')}`;
+    await this.d.chats.create(t.db, {
+      chat_id: chatId,
+      agent_id: t.agentId,
+      subaccountId: t.subaccount.id,
+      start_timestamp: Date.now(),
+      metadata: { ...this.metadata(t), retell_chat: false },
+    });
+    return chatId;
+  }
+
+  private async agentReplies(chatId: string, content: string): Promise<string[]> {
+    const messages = await this.retell.complete(chatId, content);
+    // Tool calls, tool results and node/state transitions are the agent's workings, not words for the visitor.
+    return messages.flatMap((m) =>
+      m.role === 'agent' && 'content' in m && m.content.trim() ? [m.content] : [],
+    );
+  }
+
+  private async start(t: ThreadRef, username?: string): Promise<string> {
+    const metadata = {
+      ...this.metadata(t),
+      subaccount_id: t.subaccount.id,
+      ...(username ? { instagram_username: username } : {}),
+    };
+    const variables: Record<string, string> = {
+      channel: 'instagram',
+      ...(username ? { instagram_username: username } : {}),
+    };
+    const chat = await this.retell.createChat(t.agentId, metadata, variables);
+    await this.d.chats.create(t.db, {
+      chat_id: chat.chatId,
+      agent_id: t.agentId,
+      subaccountId: t.subaccount.id,
+      start_timestamp: chat.startTimestamp,
+      metadata: { ...this.metadata(t), ...(username ? { instagram_username: username } : {}) },
+    });
+    return chat.chatId;
+  }
+
+  private async end(t: ThreadRef, chat: ChatDoc): Promise<void> {
+    if (chat.metadata.retell_chat !== false) {
+      await this.retell.endChat(chat.chat_id).catch((err: unknown) => {
+        this.d.logger.warn(
+          { status: (err as RetellError).status },
+          'ending the idle Retell chat failed; continuing',
+        );
+      });
+    }
+    await this.d.chats.end(t.db, chat.chat_id);
+  }
+
+  private isIdle(chat: ChatDoc): boolean {
+    return Date.now() - new Date(chat.lastMessageAt).getTime() > this.d.chatSessionTtlMs;
+  }
+
+  private metadata(t: ThreadRef) {
+    return {
+      channel: 'instagram' as const,
+      instagram_user_id: t.userId,
+      instagram_account_id: t.connection.instagramAccountId,
+    };
+  }
+}

@@ -1,0 +1,189 @@
+import crypto from 'node:crypto';
+import type { Connection } from 'mongoose';
+import type { Logger } from '../lib/logger';
+import type { Platform, Subaccount } from '../platform/platform';
+import type { ChatsRepo, ChatTurn } from '../chats/chats.repo';
+import type { ConversationsRepo } from '../chats/conversations.repo';
+import type { TurnRecorder } from '../chats/turn-recorder';
+import type { ConnectionRepo, InstagramConnection } from '../instagram/connection.repo';
+import type { GraphClient } from '../instagram/graph.client';
+import type { MessagingService } from '../instagram/messaging.service';
+import type { OutboundRepo } from '../instagram/outbound.repo';
+import { textForAgent } from './describe-for-agent';
+import type { InboundEvent } from './inbound-event';
+import type { HandlerContext } from './inbound.worker';
+import type { InboxRepo, StoredEvent } from './inbound-event.repo';
+import { ChatSessions } from './chat-sessions';
+
+export interface InboundDeps {
+  platform: Platform;
+  connectionRepo: ConnectionRepo;
+  chats: ChatsRepo;
+  conversations: ConversationsRepo;
+  recorder: TurnRecorder;
+  outbound: OutboundRepo;
+  messaging: MessagingService;
+  graph: GraphClient;
+  inbox: InboxRepo;
+  logger: Logger;
+  chatSessionTtlMs: number;
+  humanTakeoverMs: number;
+}
+
+interface Thread {
+  subaccount: Subaccount;
+  db: Connection;
+  connection: InstagramConnection;
+  agentId: string;
+  userId: string;
+}
+
+const hashOf = (s: string) => crypto.createHash('sha256').update(s).digest('hex').slice(0, 24);
+
+/**
+ * What happens to one stored webhook event. A plain function of (deps, event): the worker calls it,
+ * tests call it. Every step is idempotent or journaled in `ctx`, so a retry after a crash resumes.
+ */
+export async function handleInboundEvent(
+  d: InboundDeps,
+  stored: StoredEvent,
+  ctx: HandlerContext,
+): Promise<'done' | 'ignored'> {
+  const thread = await resolveThread(d, stored);
+  if (!thread) return 'ignored';
+  const event = stored.event;
+  await d.connectionRepo.update(thread.db, thread.agentId, { lastEventAt: new Date() });
+
+  switch (event.kind) {
+    case 'message':
+    case 'postback':
+      return answerVisitor(d, thread, stored, ctx);
+    case 'echo':
+      return recordEcho(d, thread, event);
+    case 'delete':
+      if (event.mid) await d.chats.markDeleted(thread.db, thread.agentId, thread.userId, event.mid);
+      return 'done';
+    default:
+      // Reads, reactions, edits, referrals without text and unsupported notices change nothing the agent
+      // must answer; they are acknowledged, kept in the inbox for the retention period, and dropped.
+      return 'ignored';
+  }
+}
+
+async function resolveThread(d: InboundDeps, stored: StoredEvent): Promise<Thread | undefined> {
+  const subaccount = await d.platform.findSubaccount(stored.subaccountId);
+  if (!subaccount) return undefined;
+  const db = await d.platform.subaccountDb(subaccount);
+  const connection = await d.connectionRepo.find(db, stored.agentId);
+  // Disconnected (or reconnected to another account) since the event was stored: nothing to act on.
+  if (!connection || connection.instagramAccountId !== stored.event.accountId) return undefined;
+  return { subaccount, db, connection, agentId: stored.agentId, userId: stored.event.userId };
+}
+
+async function answerVisitor(
+  d: InboundDeps,
+  t: Thread,
+  stored: StoredEvent,
+  ctx: HandlerContext,
+): Promise<'done' | 'ignored'> {
+  const event = stored.event;
+  const content = textForAgent(event);
+  if (content === undefined) return 'ignored';
+  const progress = { ...(stored.progress ?? {}) };
+  const retell = d.platform.retellFor(t.subaccount);
+  const sessions = new ChatSessions(d, retell);
+  const conversation = await d.conversations.get(t.db, t.agentId, t.userId);
+
+  const chatId = progress.chatId ?? (await sessions.current(t, conversation?.username));
+  if (progress.chatId !== chatId) await ctx.saveProgress({ ...progress, chatId });
+  progress.chatId = chatId;
+
+  const userTurn: ChatTurn = {
+    message_id: `ig_${hashOf(event.key)}`,
+    role: 'user',
+    content: event.text ?? content,
+    created_timestamp: event.timestamp,
+    ...(event.mid ? { instagram_mid: event.mid } : {}),
+    attachments: event.attachments.map((a) => (a.url ? { type: a.type, url: a.url } : { type: a.type })),
+  };
+  await d.recorder.record(t.db, { agentId: t.agentId, userId: t.userId, chatId, turn: userTurn });
+
+  const pausedUntil = conversation?.aiPausedUntil;
+  if (pausedUntil && pausedUntil.getTime() > Date.now()) {
+    d.logger.info(
+      { pausedUntil },
+      'AI paused for this thread (human takeover): turn stored, agent not asked',
+    );
+    return 'done';
+  }
+
+  if (!progress.agentReplies) {
+    const { chatId: answeredIn, replies } = await sessions.complete(
+      t,
+      chatId,
+      content,
+      conversation?.username,
+    );
+    progress.chatId = answeredIn;
+    progress.agentReplies = replies;
+    await ctx.saveProgress(progress);
+  }
+
+  await d.messaging.deliverAgentReplies(t.db, t.connection, {
+    agentId: t.agentId,
+    userId: t.userId,
+    chatId: progress.chatId!,
+    eventKey: stored.dedupeKey,
+    threadKey: stored.threadKey,
+    replies: progress.agentReplies,
+    progress,
+    saveProgress: (p) => ctx.saveProgress(p),
+  });
+
+  if (!conversation?.username) await learnUsername(d, t, progress.chatId!);
+  return 'done';
+}
+
+/**
+ * Meta echoes every message the account sends. Ours (by mid, or an in-flight send with the same text) are
+ * already recorded; anything else was typed by a person in the Instagram app: an operator turn, and the
+ * AI steps back for the takeover period.
+ */
+async function recordEcho(d: InboundDeps, t: Thread, event: InboundEvent): Promise<'done' | 'ignored'> {
+  if (!event.mid) return 'ignored';
+  if (await d.recorder.messages.findByMid(t.db, t.agentId, event.mid)) return 'ignored';
+  if (await d.outbound.claimEcho(t.db, t.agentId, t.userId, event.mid, event.text)) return 'ignored';
+
+  const sessions = new ChatSessions(d, d.platform.retellFor(t.subaccount));
+  const chatId = await sessions.currentForOperator(t);
+  await d.recorder.record(t.db, {
+    agentId: t.agentId,
+    userId: t.userId,
+    chatId,
+    turn: {
+      message_id: `ig_${hashOf(event.key)}`,
+      role: 'operator',
+      content: event.text ?? '',
+      created_timestamp: event.timestamp,
+      instagram_mid: event.mid,
+      attachments: event.attachments.map((a) => (a.url ? { type: a.type, url: a.url } : { type: a.type })),
+      delivery_status: 'sent',
+    },
+  });
+  if (d.humanTakeoverMs > 0) {
+    await d.conversations.setPause(t.db, t.agentId, t.userId, new Date(Date.now() + d.humanTakeoverMs));
+  }
+  return 'done';
+}
+
+/** The visitor's username, once, from the User Profile API. Best effort: after the reply, never before it. */
+async function learnUsername(d: InboundDeps, t: Thread, chatId: string): Promise<void> {
+  try {
+    const profile = await d.graph.getUserProfile(t.connection.accessToken, t.userId);
+    if (!profile.username) return;
+    await d.conversations.setUsername(t.db, t.agentId, t.userId, profile.username);
+    await d.chats.setUsername(t.db, chatId, profile.username);
+  } catch (err) {
+    d.logger.info({ code: (err as { code?: number }).code }, 'user profile not available');
+  }
+}

@@ -1,0 +1,217 @@
+import { Schema, Types, type Connection } from 'mongoose';
+import { modelOn } from '../db/mongo';
+import type { InboundEvent } from './inbound-event';
+
+/**
+ * The inbox: every acknowledged webhook event, stored before the 200 under a unique key, so Meta's
+ * redeliveries are no-ops and a crash after the ack loses nothing. Events are handled per thread
+ * (agent × Instagram user) in timestamp order by whichever worker holds that thread's lease.
+ */
+export type InboxStatus = 'pending' | 'done' | 'failed' | 'ignored';
+
+/** What a handler has already done for an event, so a retry after a crash resumes instead of repeating. */
+export interface Progress {
+  chatId?: string;
+  agentReplies?: string[];
+  /** Parts already sent, by index into the split replies: the Instagram message id. */
+  sentParts?: Record<string, string>;
+}
+
+export interface StoredEvent {
+  _id: Types.ObjectId;
+  dedupeKey: string;
+  subaccountId: string;
+  agentId: string;
+  threadKey: string;
+  event: InboundEvent;
+  status: InboxStatus;
+  attempts: number;
+  availableAt: Date;
+  receivedAt: Date;
+  doneAt?: Date;
+  lastError?: string;
+  progress?: Progress;
+}
+
+const schema = new Schema<StoredEvent>(
+  {
+    dedupeKey: { type: String, required: true },
+    subaccountId: { type: String, required: true },
+    agentId: { type: String, required: true },
+    threadKey: { type: String, required: true },
+    event: { type: Schema.Types.Mixed, required: true },
+    status: { type: String, required: true },
+    attempts: { type: Number, default: 0 },
+    availableAt: { type: Date, required: true },
+    receivedAt: { type: Date, required: true },
+    doneAt: Date,
+    lastError: String,
+    progress: { type: Schema.Types.Mixed },
+  },
+  { collection: 'instagram_inbound_events', versionKey: false, minimize: false },
+);
+schema.index({ dedupeKey: 1 }, { unique: true });
+schema.index({ status: 1, availableAt: 1 }); // the worker's poll
+schema.index({ threadKey: 1, status: 1, 'event.timestamp': 1 }); // one thread's pending events in order
+schema.index({ status: 1, doneAt: 1 }); // retention sweep
+
+interface LeaseDoc {
+  _id: string;
+  owner: string;
+  leaseUntil: Date;
+}
+const leaseSchema = new Schema<LeaseDoc>(
+  { _id: String, owner: String, leaseUntil: Date },
+  { collection: 'instagram_thread_leases', versionKey: false },
+);
+
+const isDuplicateKey = (err: unknown) => (err as { code?: number })?.code === 11000;
+
+export function threadKeyOf(subaccountId: string, agentId: string, userId: string): string {
+  return `${subaccountId}:${agentId}:${userId}`;
+}
+
+export class InboxRepo {
+  constructor(private readonly platformDb: Connection) {}
+
+  events() {
+    return modelOn(this.platformDb, 'InstagramInboundEvent', schema);
+  }
+
+  private leases() {
+    return modelOn(this.platformDb, 'InstagramThreadLease', leaseSchema);
+  }
+
+  /** Stores new events; redeliveries (same key) are ignored. Resolves once the events are durable. */
+  async store(subaccountId: string, agentId: string, events: InboundEvent[]): Promise<number> {
+    if (events.length === 0) return 0;
+    const now = new Date();
+    const docs = events.map((event) => ({
+      dedupeKey: `${subaccountId}:${agentId}:${event.key}`,
+      subaccountId,
+      agentId,
+      threadKey: threadKeyOf(subaccountId, agentId, event.userId),
+      event,
+      status: 'pending' as const,
+      attempts: 0,
+      availableAt: now,
+      receivedAt: now,
+    }));
+    const Events = await this.events();
+    try {
+      const inserted = await Events.collection.insertMany(docs, { ordered: false });
+      return inserted.insertedCount;
+    } catch (err) {
+      const e = err as {
+        writeErrors?: { code?: number }[] | { code?: number };
+        insertedCount?: number;
+        result?: { insertedCount?: number };
+      };
+      const writeErrors = Array.isArray(e.writeErrors) ? e.writeErrors : e.writeErrors ? [e.writeErrors] : [];
+      if (writeErrors.length > 0 && writeErrors.every((w) => w.code === 11000))
+        return e.insertedCount ?? e.result?.insertedCount ?? 0;
+      if (isDuplicateKey(err)) return 0;
+      throw err;
+    }
+  }
+
+  /** Threads with work due now, oldest first. */
+  async dueThreads(limit: number, exclude: Set<string>): Promise<string[]> {
+    const Events = await this.events();
+    const rows = await Events.find({ status: 'pending', availableAt: { $lte: new Date() } }, { threadKey: 1 })
+      .sort({ availableAt: 1 })
+      .limit(limit * 4)
+      .lean();
+    const out: string[] = [];
+    for (const r of rows) if (!exclude.has(r.threadKey) && !out.includes(r.threadKey)) out.push(r.threadKey);
+    return out.slice(0, limit);
+  }
+
+  /** The oldest pending event of a thread (by Meta's timestamp), due or not. */
+  async nextOfThread(threadKey: string): Promise<StoredEvent | undefined> {
+    const Events = await this.events();
+    const doc = await Events.findOne({ threadKey, status: 'pending' })
+      .sort({ 'event.timestamp': 1, _id: 1 })
+      .lean<StoredEvent>();
+    return doc ?? undefined;
+  }
+
+  async saveProgress(id: Types.ObjectId, progress: Progress): Promise<void> {
+    await (await this.events()).updateOne({ _id: id }, { $set: { progress } });
+  }
+
+  async finish(id: Types.ObjectId, status: 'done' | 'ignored'): Promise<void> {
+    await (await this.events()).updateOne({ _id: id }, { $set: { status, doneAt: new Date() } });
+  }
+
+  async retryLater(id: Types.ObjectId, attempts: number, availableAt: Date, error: string): Promise<void> {
+    await (await this.events()).updateOne({ _id: id }, { $set: { attempts, availableAt, lastError: error } });
+  }
+
+  async fail(id: Types.ObjectId, attempts: number, error: string): Promise<void> {
+    await (
+      await this.events()
+    ).updateOne({ _id: id }, { $set: { status: 'failed', attempts, lastError: error, doneAt: new Date() } });
+  }
+
+  /** Takes a thread's lease if it is free or expired. Exactly one contender wins (unique `_id`). */
+  async acquireLease(threadKey: string, owner: string, ms: number): Promise<boolean> {
+    const now = new Date();
+    try {
+      const res = await (
+        await this.leases()
+      ).updateOne(
+        { _id: threadKey, leaseUntil: { $lt: now } },
+        { $set: { owner, leaseUntil: new Date(now.getTime() + ms) } },
+        { upsert: true },
+      );
+      return res.modifiedCount + res.upsertedCount === 1;
+    } catch (err) {
+      if (isDuplicateKey(err)) return false;
+      throw err;
+    }
+  }
+
+  /** Extends a lease we still hold; false when it was lost (expired and taken by another worker). */
+  async renewLease(threadKey: string, owner: string, ms: number): Promise<boolean> {
+    const res = await (
+      await this.leases()
+    ).updateOne({ _id: threadKey, owner }, { $set: { leaseUntil: new Date(Date.now() + ms) } });
+    return res.matchedCount === 1;
+  }
+
+  async releaseLease(threadKey: string, owner: string): Promise<void> {
+    await (await this.leases()).updateOne({ _id: threadKey, owner }, { $set: { leaseUntil: new Date(0) } });
+  }
+
+  /** How many events wait (pending), for status and benchmarks. */
+  async backlog(): Promise<number> {
+    return (await this.events()).countDocuments({ status: 'pending' });
+  }
+
+  /** Retention: handled events older than `olderThan` are deleted (dedupe needs them only while Meta may redeliver). */
+  async sweep(olderThan: Date): Promise<number> {
+    const res = await (
+      await this.events()
+    ).deleteMany({ status: { $in: ['done', 'ignored'] }, doneAt: { $lt: olderThan } });
+    return res.deletedCount;
+  }
+}
+
+/**
+ * An echo already in the inbox for a thread with exactly this text, sent at or after `since` (ms): how an
+ * ambiguous send failure is reconciled — if Meta echoed the text, the message was delivered.
+ */
+export async function findEchoOf(
+  inbox: InboxRepo,
+  threadKey: string,
+  text: string,
+  since: number,
+): Promise<string | undefined> {
+  const Events = await inbox.events();
+  const doc = await Events.findOne(
+    { threadKey, 'event.kind': 'echo', 'event.text': text, 'event.timestamp': { $gte: since } },
+    { 'event.mid': 1 },
+  ).lean<StoredEvent>();
+  return doc?.event.mid;
+}

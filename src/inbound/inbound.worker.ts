@@ -1,0 +1,196 @@
+import crypto from 'node:crypto';
+import { logContext, type Logger } from '../lib/logger';
+import type { InboxRepo, Progress, StoredEvent } from './inbound-event.repo';
+
+export interface WorkerOptions {
+  /** Threads (agent × Instagram user) handled at once by this process; one user's events are never parallel. */
+  concurrency: number;
+  leaseMs: number;
+  pollMs: number;
+  maxAttempts: number;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  /** Handled events are kept this long for deduplication, then swept. */
+  retentionMs: number;
+}
+
+export const DEFAULT_WORKER_OPTIONS: WorkerOptions = {
+  concurrency: 64,
+  leaseMs: 30_000,
+  pollMs: 500,
+  maxAttempts: 8,
+  backoffBaseMs: 1_000,
+  backoffMaxMs: 5 * 60_000,
+  retentionMs: 7 * 24 * 3_600_000,
+};
+
+export interface HandlerContext {
+  saveProgress(progress: Progress): Promise<void>;
+}
+export type EventHandler = (stored: StoredEvent, ctx: HandlerContext) => Promise<'done' | 'ignored'>;
+
+/** Errors say whether a retry can help (`transient`, `retryable`); anything that does not say is retried. */
+function isTransient(err: unknown): boolean {
+  const e = err as { transient?: boolean; retryable?: boolean } | undefined;
+  return e?.transient ?? e?.retryable ?? true;
+}
+
+/**
+ * Claims stored events with a lease per thread, handles one thread's events one at a time in timestamp
+ * order, retries transient failures with exponential backoff and jitter, and marks an event failed (kept,
+ * with its last error) after `maxAttempts`. Correct with several processes on one database: a thread is
+ * only ever handled by the holder of its lease, and an expired lease (a crashed holder) is taken over.
+ */
+export class InboundWorker {
+  readonly id = `worker-${crypto.randomBytes(6).toString('hex')}`;
+  private readonly opts: WorkerOptions;
+  private readonly active = new Map<string, Promise<void>>();
+  private running = false;
+  private ticking = false;
+  private again = false;
+  private timer: NodeJS.Timeout | undefined;
+  private lastSweep = 0;
+
+  constructor(
+    private readonly inbox: InboxRepo,
+    private readonly handler: EventHandler,
+    private readonly logger: Logger,
+    opts: Partial<WorkerOptions> = {},
+  ) {
+    this.opts = { ...DEFAULT_WORKER_OPTIONS, ...opts };
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.timer = setInterval(() => this.notify(), this.opts.pollMs);
+    this.timer.unref();
+    this.notify();
+  }
+
+  /** Stops claiming new threads and waits for the ones in hand to finish. */
+  async stop(): Promise<void> {
+    this.running = false;
+    if (this.timer) clearInterval(this.timer);
+    await Promise.allSettled([...this.active.values()]);
+  }
+
+  /** Something was stored: look for work now rather than at the next poll. */
+  notify(): void {
+    if (!this.running) return;
+    if (this.ticking) {
+      this.again = true;
+      return;
+    }
+    this.ticking = true;
+    void this.tick()
+      .catch((err: unknown) => this.logger.error({ err }, 'worker poll failed'))
+      .finally(() => {
+        this.ticking = false;
+        if (this.again) {
+          this.again = false;
+          this.notify();
+        }
+      });
+  }
+
+  /** Resolves when no event is pending any more (tests, shutdown, benchmarks). */
+  async drain(timeoutMs = 15_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    const wasRunning = this.running;
+    this.running = true;
+    try {
+      for (;;) {
+        await this.tick();
+        await Promise.allSettled([...this.active.values()]);
+        if (this.active.size === 0 && (await this.inbox.backlog()) === 0) return;
+        if (Date.now() > deadline) throw new Error(`worker did not drain within ${timeoutMs} ms`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    } finally {
+      this.running = wasRunning;
+    }
+  }
+
+  private async tick(): Promise<void> {
+    if (!this.running) return;
+    await this.maybeSweep();
+    const free = this.opts.concurrency - this.active.size;
+    if (free <= 0) return;
+    const threads = await this.inbox.dueThreads(free, new Set(this.active.keys()));
+    for (const threadKey of threads) {
+      if (this.active.has(threadKey)) continue;
+      if (!(await this.inbox.acquireLease(threadKey, this.id, this.opts.leaseMs))) continue;
+      const run = this.runThread(threadKey)
+        .catch((err: unknown) => this.logger.error({ err, threadKey }, 'thread run failed'))
+        .finally(() => {
+          this.active.delete(threadKey);
+          this.notify();
+        });
+      this.active.set(threadKey, run);
+    }
+  }
+
+  private async runThread(threadKey: string): Promise<void> {
+    let lost = false;
+    const heartbeat = setInterval(
+      () => {
+        void this.inbox.renewLease(threadKey, this.id, this.opts.leaseMs).then((held) => (lost ||= !held));
+      },
+      Math.max(50, this.opts.leaseMs / 3),
+    );
+    try {
+      while (!lost) {
+        const next = await this.inbox.nextOfThread(threadKey);
+        if (!next || next.availableAt.getTime() > Date.now()) break;
+        if (!(await this.inbox.renewLease(threadKey, this.id, this.opts.leaseMs))) break;
+        await this.handleOne(next);
+      }
+    } finally {
+      clearInterval(heartbeat);
+      await this.inbox.releaseLease(threadKey, this.id).catch(() => undefined);
+    }
+  }
+
+  private async handleOne(stored: StoredEvent): Promise<void> {
+    const ctx: HandlerContext = {
+      saveProgress: (progress) => {
+        stored.progress = progress;
+        return this.inbox.saveProgress(stored._id, progress);
+      },
+    };
+    const logCtx = {
+      subaccountId: stored.subaccountId,
+      agentId: stored.agentId,
+      eventId: String(stored._id),
+    };
+    await logContext.run(logCtx, async () => {
+      try {
+        const outcome = await this.handler(stored, ctx);
+        await this.inbox.finish(stored._id, outcome);
+      } catch (err) {
+        const attempts = stored.attempts + 1;
+        const message = String((err as Error)?.message ?? err).slice(0, 500);
+        if (!isTransient(err) || attempts >= this.opts.maxAttempts) {
+          await this.inbox.fail(stored._id, attempts, message);
+          this.logger.error({ err, attempts, kind: stored.event.kind }, 'inbound event failed');
+        } else {
+          const delay = Math.min(this.opts.backoffMaxMs, this.opts.backoffBaseMs * 2 ** (attempts - 1));
+          const jittered = delay / 2 + Math.random() * (delay / 2);
+          await this.inbox.retryLater(stored._id, attempts, new Date(Date.now() + jittered), message);
+          this.logger.warn(
+            { attempts, retryInMs: Math.round(jittered), error: message },
+            'inbound event will be retried',
+          );
+        }
+      }
+    });
+  }
+
+  private async maybeSweep(): Promise<void> {
+    if (Date.now() - this.lastSweep < 3_600_000) return;
+    this.lastSweep = Date.now();
+    const removed = await this.inbox.sweep(new Date(Date.now() - this.opts.retentionMs));
+    if (removed) this.logger.info({ removed }, 'swept handled inbound events');
+  }
+}

@@ -1,0 +1,103 @@
+import { Schema, type Connection } from 'mongoose';
+import { modelOn } from '../db/mongo';
+import type { SecretBox } from '../lib/crypto';
+
+/**
+ * One Instagram connection per (subaccount, agent), in the subaccount's database. Secrets are sealed here,
+ * in the repository, so no other code ever handles their stored form: the access token and app secret with
+ * AES-256-GCM, the webhook verify token as a keyed hash (it only ever needs comparing).
+ */
+export interface InstagramConnection {
+  agentId: string;
+  instagramAccountId: string;
+  username: string;
+  name?: string;
+  profilePictureUrl?: string;
+  pageId?: string;
+  tokenKind: 'page' | 'instagram';
+  accessToken: string;
+  appSecret?: string;
+  verifyTokenHash: string;
+  tokenStatus: 'valid' | 'invalid';
+  webhookSubscription: 'subscribed' | 'failed';
+  webhookSubscriptionError?: string;
+  connectedAt: Date;
+  webhookVerifiedAt?: Date;
+  lastEventAt?: Date;
+}
+
+interface ConnectionDoc extends Omit<InstagramConnection, 'accessToken' | 'appSecret'> {
+  accessTokenSealed: string;
+  appSecretSealed?: string;
+}
+
+const schema = new Schema<ConnectionDoc>(
+  {
+    agentId: { type: String, required: true, unique: true },
+    instagramAccountId: { type: String, required: true, index: true },
+    username: { type: String, required: true },
+    name: String,
+    profilePictureUrl: String,
+    pageId: String,
+    tokenKind: { type: String, enum: ['page', 'instagram'], required: true },
+    accessTokenSealed: { type: String, required: true },
+    appSecretSealed: String,
+    verifyTokenHash: { type: String, required: true },
+    tokenStatus: { type: String, enum: ['valid', 'invalid'], default: 'valid' },
+    webhookSubscription: { type: String, enum: ['subscribed', 'failed'], required: true },
+    webhookSubscriptionError: String,
+    connectedAt: { type: Date, required: true },
+    webhookVerifiedAt: Date,
+    lastEventAt: Date,
+  },
+  { collection: 'instagram_connections', versionKey: false, timestamps: true },
+);
+
+export class ConnectionRepo {
+  constructor(private readonly secrets: SecretBox) {}
+
+  private model(db: Connection) {
+    return modelOn(db, 'InstagramConnection', schema);
+  }
+
+  async find(db: Connection, agentId: string): Promise<InstagramConnection | undefined> {
+    const doc = await (await this.model(db)).findOne({ agentId }).lean<StoredDoc>();
+    return doc ? this.fromDoc(doc) : undefined;
+  }
+
+  /** Replaces the agent's connection as a whole (connecting again replaces, never merges). */
+  async replace(db: Connection, c: InstagramConnection): Promise<void> {
+    const { accessToken, appSecret, ...plain } = c;
+    const doc: ConnectionDoc = {
+      ...plain,
+      accessTokenSealed: this.secrets.seal(accessToken),
+      ...(appSecret ? { appSecretSealed: this.secrets.seal(appSecret) } : {}),
+    };
+    await (await this.model(db)).replaceOne({ agentId: c.agentId }, doc, { upsert: true });
+  }
+
+  /** Deletes the document: the token is gone, not flagged. */
+  async delete(db: Connection, agentId: string): Promise<void> {
+    await (await this.model(db)).deleteOne({ agentId });
+  }
+
+  async update(
+    db: Connection,
+    agentId: string,
+    set: Partial<Pick<InstagramConnection, 'webhookVerifiedAt' | 'lastEventAt' | 'tokenStatus'>>,
+  ): Promise<void> {
+    await (await this.model(db)).updateOne({ agentId }, { $set: set });
+  }
+
+  private fromDoc(doc: StoredDoc): InstagramConnection {
+    const { _id, createdAt, updatedAt, accessTokenSealed, appSecretSealed, ...plain } = doc;
+    void [_id, createdAt, updatedAt];
+    return {
+      ...plain,
+      accessToken: this.secrets.open(accessTokenSealed),
+      ...(appSecretSealed ? { appSecret: this.secrets.open(appSecretSealed) } : {}),
+    };
+  }
+}
+
+type StoredDoc = ConnectionDoc & { _id?: unknown; createdAt?: Date; updatedAt?: Date };

@@ -1,0 +1,163 @@
+import crypto from 'node:crypto';
+import type { Connection } from 'mongoose';
+import type { Logger } from '../lib/logger';
+import type { TurnRecorder } from '../chats/turn-recorder';
+import type { Progress } from '../inbound/inbound-event.repo';
+import type { ConnectionRepo, InstagramConnection } from './connection.repo';
+import type { GraphClient, OutgoingMessage } from './graph.client';
+import { GraphError } from './graph.errors';
+import type { OutboundRepo } from './outbound.repo';
+import { splitMessage } from './message-split';
+
+/** A failure the worker should retry later (the event stays pending, its journal intact). */
+const retryLater = (message: string) => Object.assign(new Error(message), { transient: true });
+
+export interface AgentDelivery {
+  agentId: string;
+  userId: string;
+  chatId: string;
+  /** Unique per inbound event: with the part index it names each outbound message for idempotency. */
+  eventKey: string;
+  threadKey: string;
+  replies: string[];
+  progress: Progress;
+  saveProgress(p: Progress): Promise<void>;
+}
+
+export interface MessagingDeps {
+  graph: GraphClient;
+  outbound: OutboundRepo;
+  recorder: TurnRecorder;
+  connectionRepo: ConnectionRepo;
+  logger: Logger;
+  /** An echo already received for this text in this thread since `since`, if any. */
+  findEcho(threadKey: string, text: string, since: number): Promise<string | undefined>;
+  /** How long an ambiguous send waits for its echo before it is sent again. */
+  reconcileWindowMs: number;
+}
+
+const hashOf = (s: string) => crypto.createHash('sha256').update(s).digest('hex').slice(0, 24);
+
+/** Sending to Instagram: split to Instagram's limit, note before, send, reconcile, record the turn. */
+export class MessagingService {
+  constructor(private readonly d: MessagingDeps) {}
+
+  /**
+   * Each agent reply, split to ≤ 1,000 UTF-8 bytes, sent in order and recorded as an `agent` turn. Parts
+   * already sent (journaled in progress) are not sent again. A send that may have been delivered despite an
+   * error is not blindly repeated: its echo is looked for first, for up to `reconcileWindowMs`.
+   */
+  async deliverAgentReplies(db: Connection, conn: InstagramConnection, a: AgentDelivery): Promise<void> {
+    const parts = a.replies.flatMap((r) => splitMessage(r));
+    const sent: Record<string, string> = { ...(a.progress.sentParts ?? {}) };
+    for (let i = 0; i < parts.length; i++) {
+      const text = parts[i]!;
+      const key = `${a.eventKey}:${i}`;
+      const base = { message_id: `ig_${hashOf(key)}`, role: 'agent' as const, content: text };
+      let mid = sent[i];
+      if (!mid) {
+        const outcome = await this.sendOnce(db, conn, {
+          key,
+          agentId: a.agentId,
+          userId: a.userId,
+          threadKey: a.threadKey,
+          text,
+        });
+        if (outcome.failed) {
+          await this.d.recorder.record(db, {
+            agentId: a.agentId,
+            userId: a.userId,
+            chatId: a.chatId,
+            turn: {
+              ...base,
+              created_timestamp: Date.now(),
+              delivery_status: 'failed',
+              delivery_error: outcome.failed,
+            },
+          });
+          continue;
+        }
+        mid = outcome.mid!;
+        sent[i] = mid;
+        await a.saveProgress({ ...a.progress, sentParts: sent });
+      }
+      await this.d.recorder.record(db, {
+        agentId: a.agentId,
+        userId: a.userId,
+        chatId: a.chatId,
+        turn: { ...base, created_timestamp: Date.now(), instagram_mid: mid, delivery_status: 'sent' },
+      });
+    }
+  }
+
+  /**
+   * One message to Instagram, noted first so its echo is known as ours. Returns the mid, or `failed` with
+   * Meta's reason when Meta refused it for good; throws a retry-later error when it may yet go through.
+   */
+  private async sendOnce(
+    db: Connection,
+    conn: InstagramConnection,
+    m: { key: string; agentId: string; userId: string; threadKey: string; text: string },
+  ): Promise<{ mid: string; failed?: undefined } | { failed: string; mid?: undefined }> {
+    const note = await this.d.outbound.begin(db, {
+      key: m.key,
+      agentId: m.agentId,
+      userId: m.userId,
+      text: m.text,
+    });
+    if (note.status === 'sent' && note.mid) return { mid: note.mid };
+    if (
+      note.status === 'uncertain' ||
+      (note.status === 'sending' && Date.now() - note.createdAt.getTime() > 1000)
+    ) {
+      // A previous attempt may have delivered it (an ambiguous error, or a crash mid-send): look for its echo.
+      const echoed = await this.d.findEcho(m.threadKey, m.text, note.createdAt.getTime() - 60_000);
+      if (echoed) {
+        await this.d.outbound.complete(db, m.agentId, m.key, { status: 'sent', mid: echoed });
+        return { mid: echoed };
+      }
+      if (Date.now() - note.createdAt.getTime() < this.d.reconcileWindowMs)
+        throw retryLater('waiting for the echo of an ambiguous send');
+    }
+    const result = await this.send(db, conn, m.agentId, m.userId, { text: m.text }, m.key);
+    return result;
+  }
+
+  /** The Graph call and what its failure means for the note and the connection. */
+  async send(
+    db: Connection,
+    conn: InstagramConnection,
+    agentId: string,
+    userId: string,
+    message: OutgoingMessage,
+    key: string,
+  ): Promise<{ mid: string; failed?: undefined } | { failed: string; mid?: undefined }> {
+    try {
+      const { messageId } = await this.d.graph.sendMessage(conn.accessToken, userId, message);
+      await this.d.outbound.complete(db, agentId, key, { status: 'sent', mid: messageId });
+      return { mid: messageId };
+    } catch (err) {
+      if (!(err instanceof GraphError)) throw err;
+      if (err.mayHaveBeenSent) {
+        await this.d.outbound.complete(db, agentId, key, { status: 'uncertain' });
+        throw retryLater(`send outcome unknown: ${err.message}`);
+      }
+      if (err.retryable) {
+        await this.d.outbound.complete(db, agentId, key, { status: 'failed' });
+        throw Object.assign(retryLater(`send refused for now: ${err.message}`), {
+          retryAfterMs: err.retryAfterMs,
+        });
+      }
+      await this.d.outbound.complete(db, agentId, key, { status: 'failed' });
+      if (err.kind === 'invalid_token')
+        await this.d.connectionRepo.update(db, agentId, { tokenStatus: 'invalid' });
+      this.d.logger.warn(
+        { kind: err.kind, code: err.code, subcode: err.subcode },
+        'Instagram refused the message',
+      );
+      return {
+        failed: `${err.kind}: ${err.metaMessage}${err.code ? ` (#${[err.code, err.subcode].filter(Boolean).join('/')})` : ''}`,
+      };
+    }
+  }
+}

@@ -1,0 +1,61 @@
+import { AppError } from '../http/app-error';
+import type { Tenant } from '../http/tenant';
+import type { Logger } from '../lib/logger';
+import type { InboxRepo } from '../inbound/inbound-event.repo';
+import { parseWebhookPayload } from '../inbound/inbound-event';
+import type { ConnectionRepo } from './connection.repo';
+import { isValidSignature } from './webhook-signature';
+
+export interface WebhookDeps {
+  connectionRepo: ConnectionRepo;
+  inbox: InboxRepo;
+  logger: Logger;
+  metaAppSecret: string | undefined;
+  /** Production refuses unsigned webhooks unless this is set. */
+  requireSignature: boolean;
+  /** Called after events are stored, so an in-process worker starts at once. */
+  onStored(): void;
+}
+
+/**
+ * Webhook intake: verify, store, acknowledge. Nothing else happens before the 200 — the agent is asked
+ * by the worker, after the events are durable, so Meta's 5-second budget never depends on Retell.
+ */
+export class WebhookService {
+  constructor(private readonly d: WebhookDeps) {}
+
+  async receive(t: Tenant, rawBody: Buffer | undefined, signature: string | undefined, body: unknown) {
+    const connection = await this.d.connectionRepo.find(t.db, t.agent.agentId);
+    const secret = connection?.appSecret ?? this.d.metaAppSecret;
+    if (secret) {
+      if (!isValidSignature(rawBody, signature, secret)) {
+        throw new AppError(
+          'WEBHOOK_SIGNATURE_INVALID',
+          'X-Hub-Signature-256 is missing or does not match',
+          401,
+        );
+      }
+    } else if (this.d.requireSignature) {
+      throw new AppError(
+        'WEBHOOK_SIGNATURE_INVALID',
+        'No app secret is configured to verify webhooks (set META_APP_SECRET or connect with appSecret)',
+        401,
+      );
+    }
+
+    const parsed = parseWebhookPayload(body);
+    if (!parsed.ok) throw AppError.validation([{ field: 'body', message: parsed.reason }]);
+    if (parsed.skipped.length) this.d.logger.warn({ skipped: parsed.skipped }, 'webhook items skipped');
+    // Disconnected: acknowledged (so Meta stops retrying) and dropped.
+    if (!connection) return { received: parsed.events.length, stored: 0 };
+
+    const ours = parsed.events.filter((e) => e.accountId === connection.instagramAccountId);
+    const stored = await this.d.inbox.store(t.subaccount.id, t.agent.agentId, ours);
+    if (stored > 0) this.d.onStored();
+    this.d.logger.info(
+      { received: parsed.events.length, foreign: parsed.events.length - ours.length, stored },
+      'webhook stored',
+    );
+    return { received: parsed.events.length, stored };
+  }
+}

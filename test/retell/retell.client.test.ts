@@ -1,0 +1,223 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { RetellClient, RetellError } from '../../src/retell/retell.client';
+import { simMessages, startRetellSimulator, type RetellSimulator } from '../simulators/retell.simulator';
+
+/** Injected failures carry `retry-after-ms: 0`, which retell-sdk honours, so retries cost no time. */
+const now = { 'retry-after-ms': '0' };
+
+let sim: RetellSimulator;
+let retell: RetellClient;
+
+beforeEach(async () => {
+  sim = await startRetellSimulator();
+  retell = new RetellClient({ apiKey: sim.apiKey, baseUrl: sim.url });
+});
+
+afterEach(async () => {
+  await sim.close();
+});
+
+async function refusal(promise: Promise<unknown>): Promise<RetellError> {
+  const err = await promise.then(
+    () => {
+      throw new Error('the call succeeded');
+    },
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(RetellError);
+  return err as RetellError;
+}
+
+const requestsTo = (path: string) => sim.requests.filter((r) => r.path.startsWith(path));
+
+/** A base URL on which nothing listens: a port that was just free. */
+async function deadUrl(): Promise<string> {
+  const server = http.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return `http://127.0.0.1:${port}`;
+}
+
+describe('RetellClient against the Retell simulator', () => {
+  test('when a chat is created, then Retell receives the agent id, metadata and dynamic variables', async () => {
+    const metadata = { channel: 'instagram', instagram_user_id: '1789' };
+    const chat = await retell.createChat('agent_abc', metadata, { customer_name: 'Jo' });
+
+    expect(sim.created).toEqual([
+      { agent_id: 'agent_abc', metadata, retell_llm_dynamic_variables: { customer_name: 'Jo' } },
+    ]);
+    expect(requestsTo('/create-chat')[0].headers.authorization).toBe(`Bearer ${sim.apiKey}`);
+    expect(chat).toEqual({
+      chatId: expect.any(String),
+      status: 'ongoing',
+      startTimestamp: expect.any(Number),
+    });
+    const stored = sim.chats.get(chat.chatId);
+    expect(stored).toMatchObject({ agent_id: 'agent_abc', metadata, chat_status: 'ongoing' });
+    expect(stored?.retell_llm_dynamic_variables).toEqual({ customer_name: 'Jo' });
+  });
+
+  test('when the user writes, then complete returns the agent messages and Retell got the content', async () => {
+    const { chatId } = await retell.createChat('agent_abc', {}, {});
+
+    const messages = await retell.complete(chatId, 'Hi there');
+
+    expect(messages).toEqual([
+      {
+        role: 'agent',
+        content: 'Echo: Hi there',
+        message_id: expect.any(String),
+        created_timestamp: expect.any(Number),
+      },
+    ]);
+    expect(sim.completions).toEqual([{ chat_id: chatId, content: 'Hi there', at: expect.any(Number) }]);
+    expect(sim.chats.get(chatId)?.userContents).toEqual(['Hi there']);
+  });
+
+  test('when the agent calls tools, then complete passes every item through in order for the caller to filter', async () => {
+    sim.setReply((content) => [
+      simMessages.nodeTransition('start', 'lookup'),
+      simMessages.toolCall('check_order', { q: content }, 'tool_1'),
+      simMessages.toolResult('tool_1', '{"status":"shipped"}'),
+      simMessages.agent('Your order has shipped.'),
+      simMessages.agent('Anything else?'),
+    ]);
+    const { chatId } = await retell.createChat('agent_abc', {}, {});
+
+    const messages = await retell.complete(chatId, 'Where is my order?');
+
+    expect(messages.map((m) => m.role)).toEqual([
+      'node_transition',
+      'tool_call_invocation',
+      'tool_call_result',
+      'agent',
+      'agent',
+    ]);
+    expect(messages[1]).toMatchObject({ name: 'check_order', arguments: '{"q":"Where is my order?"}' });
+    const texts = messages.flatMap((m) => (m.role === 'agent' ? [m.content] : []));
+    expect(texts).toEqual(['Your order has shipped.', 'Anything else?']);
+  });
+
+  test('when a chat is ended, then the 204 resolves endChat and Retell marks the chat ended', async () => {
+    const { chatId } = await retell.createChat('agent_abc', {}, {});
+
+    await expect(retell.endChat(chatId)).resolves.toBeUndefined();
+
+    expect(sim.ended).toEqual([chatId]);
+    expect(sim.chats.get(chatId)?.chat_status).toBe('ended');
+  });
+
+  test('when Retell answers 500 then 503, then the SDK retries and the completion succeeds', async () => {
+    const { chatId } = await retell.createChat('agent_abc', {}, {});
+    sim.failNext('/create-chat-completion', [
+      { status: 500, headers: now },
+      { status: 503, headers: now },
+    ]);
+
+    const messages = await retell.complete(chatId, 'Hello');
+
+    expect(messages.map((m) => m.role === 'agent' && m.content)).toEqual(['Echo: Hello']);
+    const attempts = requestsTo('/create-chat-completion');
+    expect(attempts.map((r) => r.headers['x-stainless-retry-count'])).toEqual(['0', '1', '2']);
+    expect(sim.completions).toHaveLength(1);
+  });
+
+  test('when Retell answers 400, then the call is not retried and the error is not transient', async () => {
+    sim.failNext('/create-chat', [{ status: 400, headers: now, message: 'Invalid request format' }]);
+
+    const err = await refusal(retell.createChat('agent_abc', {}, {}));
+
+    expect(err).toMatchObject({ status: 400, transient: false, chatUnusable: false });
+    expect(err.message).toBe('Retell 400: Invalid request format');
+    expect(requestsTo('/create-chat')).toHaveLength(1);
+  });
+
+  test('when Retell keeps answering 429, then the error is transient once the retries are exhausted', async () => {
+    sim.failNext(
+      '/create-chat',
+      [1, 2, 3].map(() => ({ status: 429, headers: now })),
+    );
+
+    const err = await refusal(retell.createChat('agent_abc', {}, {}));
+
+    expect(err).toMatchObject({ status: 429, transient: true, chatUnusable: false });
+    expect(requestsTo('/create-chat')).toHaveLength(3);
+    expect(sim.created).toEqual([]);
+  });
+
+  test('when the chat is unknown to Retell, then the 422 marks the chat unusable and is not retried', async () => {
+    const err = await refusal(retell.complete('chat_gone', 'Hello'));
+
+    expect(err).toMatchObject({ status: 422, transient: false, chatUnusable: true });
+    expect(err.message).toBe('Retell 422: Cannot find requested asset under given api key.');
+    expect(requestsTo('/create-chat-completion')).toHaveLength(1);
+  });
+
+  test('when the chat has ended, then a completion is refused with the chat marked unusable', async () => {
+    const { chatId } = await retell.createChat('agent_abc', {}, {});
+    await retell.endChat(chatId);
+
+    const err = await refusal(retell.complete(chatId, 'Still there?'));
+
+    expect(err).toMatchObject({ status: 400, transient: false, chatUnusable: true });
+    expect(sim.completions).toEqual([]);
+  });
+
+  test('when the API key is wrong, then the 401 is a permanent error', async () => {
+    const wrong = new RetellClient({ apiKey: 'not-the-key', baseUrl: sim.url });
+
+    const err = await refusal(wrong.createChat('agent_abc', {}, {}));
+
+    expect(err).toMatchObject({ status: 401, transient: false, chatUnusable: false });
+    expect(err.message).not.toContain('not-the-key');
+  });
+
+  test('when Retell is unreachable, then the error is transient', async () => {
+    const offline = new RetellClient({ apiKey: sim.apiKey, baseUrl: await deadUrl(), maxRetries: 0 });
+
+    const err = await refusal(offline.complete('chat_1', 'Hello'));
+
+    expect(err).toMatchObject({ status: undefined, transient: true, chatUnusable: false });
+    expect(err.message).toMatch(/^Retell unreachable/);
+  });
+
+  test('when Retell is slower than the timeout, then the error is transient', async () => {
+    const impatient = new RetellClient({
+      apiKey: sim.apiKey,
+      baseUrl: sim.url,
+      timeoutMs: 200,
+      maxRetries: 0,
+    });
+    const { chatId } = await impatient.createChat('agent_abc', {}, {});
+    sim.setDelay(10_000);
+
+    const pending = refusal(impatient.complete(chatId, 'Hello'));
+    await sim.waitForCompletions(1, 5_000);
+    const err = await pending;
+
+    // Outside jest this is 'Retell timed out'. Inside jest's vm realm the SDK cannot tell: fetch's AbortError is
+    // a DOMException that is not `instanceof` the realm's Error, so the SDK reports a plain connection error.
+    expect(err).toMatchObject({ status: undefined, transient: true, chatUnusable: false });
+    expect(err.message).toMatch(/^Retell (timed out|unreachable)/);
+  });
+
+  test('when no API key is configured, then the client says so and every call fails without a request', async () => {
+    const unconfigured = new RetellClient({ apiKey: undefined, baseUrl: sim.url });
+
+    expect(unconfigured.configured).toBe(false);
+    expect(retell.configured).toBe(true);
+    for (const call of [
+      unconfigured.createChat('agent_abc', {}, {}),
+      unconfigured.complete('chat_1', 'Hello'),
+      unconfigured.endChat('chat_1'),
+    ]) {
+      expect(await refusal(call)).toMatchObject({
+        transient: false,
+        message: expect.stringMatching(/RETELL_API_KEY/),
+      });
+    }
+    expect(sim.requests).toEqual([]);
+  });
+});
