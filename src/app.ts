@@ -5,6 +5,7 @@ import { errorHandler, notFoundHandler } from './http/error-handler';
 import { requestContext } from './http/request-context';
 import { AppError } from './http/app-error';
 import { instagramRouter } from './instagram/instagram.routes';
+import { webRouter } from './web/web.routes';
 
 export const INSTAGRAM_BASE_PATH = '/api/database/:subaccountId/chat-agents/:agentId/instagram';
 
@@ -38,6 +39,7 @@ export function createApp(deps: Deps): Express {
   });
 
   app.use(INSTAGRAM_BASE_PATH, instagramRouter(deps));
+  app.use(webRouter());
 
   app.use(notFoundHandler);
   app.use(errorHandler(deps.logger));
