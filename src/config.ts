@@ -29,6 +29,8 @@ export interface Config {
   readonly chatSessionTtlHours: number;
   readonly humanTakeoverMinutes: number;
   readonly workerEnabled: boolean;
+  /** How long a worker's claim on a thread lasts without renewal: the recovery time after a crash. */
+  readonly workerLeaseMs: number;
   readonly logLevel: string;
 }
 
@@ -81,6 +83,7 @@ const schema = Joi.object({
   CHAT_SESSION_TTL_HOURS: Joi.number().positive().default(24).description('idle hours before a chat ends'),
   HUMAN_TAKEOVER_MINUTES: Joi.number().min(0).default(60).description('AI pause after a human answers'),
   WORKER_ENABLED: Joi.boolean().default(true).description('run the inbound worker in this process'),
+  WORKER_LEASE_SECONDS: Joi.number().min(1).max(600).default(30).description('thread lease; a crashed worker\'s threads resume after it'),
   LOG_LEVEL: Joi.string()
     .valid('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent')
     .default('info')
@@ -157,6 +160,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     chatSessionTtlHours: Number(v.CHAT_SESSION_TTL_HOURS),
     humanTakeoverMinutes: Number(v.HUMAN_TAKEOVER_MINUTES),
     workerEnabled: Boolean(v.WORKER_ENABLED),
+    workerLeaseMs: Number(v.WORKER_LEASE_SECONDS) * 1000,
     logLevel: String(v.LOG_LEVEL),
   });
 }

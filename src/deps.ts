@@ -12,6 +12,7 @@ import { ConnectionService } from './instagram/connection.service';
 import { OutboundRepo } from './instagram/outbound.repo';
 import { MessagingService } from './instagram/messaging.service';
 import { WebhookService } from './instagram/webhook.service';
+import { OperatorService } from './instagram/operator.service';
 import { ChatsRepo } from './chats/chats.repo';
 import { MessagesRepo } from './chats/messages.repo';
 import { ConversationsRepo } from './chats/conversations.repo';
@@ -39,6 +40,7 @@ export interface Deps {
   inbound: InboundDeps;
   worker: InboundWorker;
   webhooks: WebhookService;
+  operator: OperatorService;
 }
 
 export interface DepsOverrides {
@@ -108,12 +110,20 @@ export function buildDeps(
     chatSessionTtlMs: config.chatSessionTtlHours * 3_600_000,
     humanTakeoverMs: config.humanTakeoverMinutes * 60_000,
   };
-  const worker = new InboundWorker(
-    inbox,
-    (stored, ctx) => handleInboundEvent(inbound, stored, ctx),
+  const operator = new OperatorService({
+    graph,
+    connectionRepo,
+    outbound,
+    recorder,
+    platform,
     logger,
-    o.worker,
-  );
+    chatSessionTtlMs: inbound.chatSessionTtlMs,
+    humanTakeoverMs: inbound.humanTakeoverMs,
+  });
+  const worker = new InboundWorker(inbox, (stored, ctx) => handleInboundEvent(inbound, stored, ctx), logger, {
+    leaseMs: config.workerLeaseMs,
+    ...o.worker,
+  });
   const webhooks = new WebhookService({
     connectionRepo,
     inbox,
@@ -138,6 +148,7 @@ export function buildDeps(
     inbound,
     worker,
     webhooks,
+    operator,
   };
 }
 

@@ -96,6 +96,29 @@ export class ConversationsRepo {
     );
   }
 
+  /** Pauses the AI until `until` unless it is already paused for longer (a person answering never shortens a pause). */
+  async extendPause(db: Connection, agentId: string, userId: string, until: Date): Promise<void> {
+    const c = (await this.model(db)).collection;
+    await this.upsert(() =>
+      c.updateOne(
+        { agentId, userId },
+        { $max: { aiPausedUntil: until }, $setOnInsert: { _id: new Types.ObjectId(), messageCount: 0 } },
+        { upsert: true },
+      ),
+    );
+  }
+
+  /** Known usernames of these users, in one query (for a page of /messages). */
+  async usernames(db: Connection, agentId: string, userIds: string[]): Promise<Map<string, string>> {
+    if (userIds.length === 0) return new Map();
+    const rows = await (
+      await this.model(db)
+    )
+      .find({ agentId, userId: { $in: userIds } }, { userId: 1, username: 1 })
+      .lean<Pick<ConversationRow, 'userId' | 'username'>[]>();
+    return new Map(rows.flatMap((r) => (r.username ? [[r.userId, r.username] as const] : [])));
+  }
+
   async page(
     db: Connection,
     agentId: string,

@@ -92,7 +92,7 @@ export class ConnectionService {
 
     const links = instagramLinks(account.username);
     return {
-      qrCodeDataUrl: await qrCodeDataUrl(links.dmUrl),
+      qrCodeDataUrl: qrCodeDataUrl(links.dmUrl),
       ...links,
       username: account.username,
       instagramAccountId: account.instagramAccountId,
@@ -121,7 +121,7 @@ export class ConnectionService {
       signatureVerification: Boolean(c.appSecret ?? this.d.metaAppSecret),
       webhookSubscription: c.webhookSubscription,
       tokenStatus: c.tokenStatus,
-      qrCodeDataUrl: await qrCodeDataUrl(links.dmUrl),
+      qrCodeDataUrl: qrCodeDataUrl(links.dmUrl),
       ...links,
     };
   }

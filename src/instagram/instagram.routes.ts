@@ -3,9 +3,16 @@ import type { Deps } from '../deps';
 import { authenticate, requireRole } from '../http/auth';
 import { requireSubaccountAccess, resolveTenant } from '../http/tenant';
 import { validate } from '../http/validate';
-import { AppError } from '../http/app-error';
 import { connectSchema, noBody } from './instagram.schemas';
 import { instagramController } from './instagram.controller';
+import {
+  conversationsSchema,
+  messagesSchema,
+  pauseSchema,
+  resumeSchema,
+  sendSchema,
+} from './operator.schemas';
+import { operatorController } from './operator.controller';
 
 /**
  * The table of contents of the product: one line per route (path, who may call it, input, handler).
@@ -19,19 +26,18 @@ export function instagramRouter(deps: Deps): Router {
   const admin: RequestHandler[] = [...signedIn, requireRole('admin'), tenant];
   const meta: RequestHandler[] = [tenant];
   const c = instagramController(deps.connections, deps.webhooks);
+  const op = operatorController(deps.operator);
 
   const r = Router({ mergeParams: true });
   r.post('/connect', admin, validate(connectSchema), c.connect);
   r.get('/status', user, c.status);
-  r.post('/send', admin, notImplemented);
-  r.get('/messages', user, notImplemented);
-  r.get('/conversations', user, notImplemented);
+  r.post('/send', admin, validate(sendSchema), op.send);
+  r.get('/messages', user, validate(messagesSchema), op.messages);
+  r.get('/conversations', user, validate(conversationsSchema), op.conversations);
+  r.post('/conversations/:userId/pause', admin, validate(pauseSchema), op.pause);
+  r.post('/conversations/:userId/resume', admin, validate(resumeSchema), op.resume);
   r.post('/disconnect', admin, validate(noBody), c.disconnect);
   r.get('/webhook', meta, c.verifyWebhook);
   r.post('/webhook', meta, c.receiveWebhook);
   return r;
 }
-
-const notImplemented: RequestHandler = () => {
-  throw new AppError('NOT_IMPLEMENTED', 'This route is not implemented yet', 501);
-};

@@ -87,6 +87,8 @@ export interface GraphSimulator {
   requests: RecordedRequest[];
   sent: SentMessageRecord[];
   failNext(matcher: FailMatcher, responses: FailResponse[]): void;
+  /** Forgets failures queued by failNext and not yet used. */
+  clearFailures(): void;
   setDelay(ms: number): void;
   /** Awaited after a message is recorded and before the answer: an echo webhook can be emitted here. */
   onSend?: (sent: SentMessageRecord, account: SimAccount) => void | Promise<void>;
@@ -113,6 +115,7 @@ export async function startGraphSimulator(opts: { version?: string } = {}): Prom
     requests: [],
     sent: [],
     failNext: (matcher, responses) => void failures.push({ matcher, responses: [...responses] }),
+    clearFailures: () => void failures.splice(0),
     setDelay: (ms) => void (delayMs = ms),
     nextMessageId: (accountId) =>
       // Instagram mids are base64 of `ig_item:…`, hence the familiar `aWdf…` prefix.

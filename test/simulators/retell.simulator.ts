@@ -64,6 +64,8 @@ export interface RetellSimulator {
   setReply(fn: ReplyFn): void;
   setDelay(ms: number): void;
   failNext(path: string, responses: InjectedFailure[]): void;
+  /** Forgets failures queued by failNext and not yet used. */
+  clearFailures(): void;
   waitForCompletions(n: number, timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
 }
@@ -239,6 +241,7 @@ export async function startRetellSimulator(opts: { apiKey?: string } = {}): Prom
     setDelay: (ms) => {
       completionDelayMs = ms;
     },
+    clearFailures: () => failures.clear(),
     failNext: (path, responses) => {
       failures.set(path, [...(failures.get(path) ?? []), ...responses]);
     },

@@ -1,0 +1,223 @@
+import crypto from 'node:crypto';
+import type { Tenant } from '../http/tenant';
+import type { Logger } from '../lib/logger';
+import type { Platform } from '../platform/platform';
+import type { ChatTurn } from '../chats/chats.repo';
+import { encodeCursor, type Cursor } from '../chats/messages.repo';
+import type { TurnRecorder } from '../chats/turn-recorder';
+import { ChatSessions } from '../inbound/chat-sessions';
+import type { ConnectionRepo, InstagramConnection } from './connection.repo';
+import type { AttachmentType, GraphClient, OutgoingMessage } from './graph.client';
+import { GraphError } from './graph.errors';
+import type { OutboundRepo } from './outbound.repo';
+import { splitMessage } from './message-split';
+import { windowState } from './messaging-window';
+import { toConversationItem, toMessageItem } from './operator.views';
+import { authFailed, notConnected, sendFailure, windowClosed } from './operator.errors';
+
+export interface OperatorDeps {
+  graph: GraphClient;
+  connectionRepo: ConnectionRepo;
+  outbound: OutboundRepo;
+  recorder: TurnRecorder;
+  platform: Platform;
+  logger: Logger;
+  chatSessionTtlMs: number;
+  /** How long a person answering pauses the AI for that user; 0 disables the takeover. */
+  humanTakeoverMs: number;
+}
+
+export interface SendInput {
+  to: string;
+  message?: string;
+  attachmentUrl?: string;
+  attachmentType?: AttachmentType;
+}
+
+const hashOf = (s: string) => crypto.createHash('sha256').update(s).digest('hex').slice(0, 24);
+
+/**
+ * People in the loop: an operator's message to one Instagram user, the inbox views (`/messages`,
+ * `/conversations`) and the human-takeover switch. Knows tenants and inputs, never req/res.
+ */
+export class OperatorService {
+  constructor(private readonly d: OperatorDeps) {}
+
+  /**
+   * Connected → window open → split → send each part (text first, attachment last) → record each as an
+   * `operator` turn → the AI steps back for the takeover period. A failure after some parts went out keeps
+   * those parts recorded and names them in the error's `details.sentMessageIds`.
+   */
+  async sendOperatorMessage(t: Tenant, input: SendInput) {
+    const connection = await this.assertConnected(t);
+    const lastInboundAt = await this.assertWindowOpen(t, input.to);
+    const batch = crypto.randomUUID();
+    const messageIds: string[] = [];
+    const instagramMessageIds: string[] = [];
+    let chatId: string | undefined;
+    try {
+      for (const [i, message] of outgoingParts(input).entries()) {
+        const key = `operator:${batch}:${i}`;
+        const mid = await this.sendPart(t, connection, input.to, message, key);
+        chatId ??= await this.chatFor(t, connection, input.to);
+        messageIds.push(await this.record(t, chatId, input.to, key, message, mid));
+        instagramMessageIds.push(mid);
+      }
+    } catch (err) {
+      if (err instanceof GraphError) throw sendFailure(err, lastInboundAt, messageIds);
+      throw err;
+    } finally {
+      if (messageIds.length > 0) await this.takeOver(t, input.to);
+    }
+    return { messageIds, instagramMessageIds, recipientId: input.to, chatId: chatId! };
+  }
+
+  /** Newest first; usernames from the conversation summaries in one query per page. */
+  async messages(t: Tenant, q: { userId?: string; limit: number; before?: Cursor }) {
+    const agentId = t.agent.agentId;
+    const { rows, next } = await this.d.recorder.messages.page(t.db, agentId, q);
+    const userIds = [...new Set(rows.map((r) => r.userId))];
+    const names = await this.d.recorder.conversations.usernames(t.db, agentId, userIds);
+    return {
+      messages: rows.map((r) => toMessageItem(r, names.get(r.userId))),
+      nextCursor: next ? encodeCursor(next) : null,
+    };
+  }
+
+  /** One row per Instagram user, most recent first, with the 24-hour window and pause state. */
+  async conversations(t: Tenant, q: { limit: number; before?: Cursor }) {
+    const { rows, next } = await this.d.recorder.conversations.page(t.db, t.agent.agentId, q);
+    const now = Date.now();
+    return {
+      conversations: rows.map((r) => toConversationItem(r, now)),
+      nextCursor: next ? encodeCursor(next) : null,
+    };
+  }
+
+  /** Pauses the AI for this user for exactly `minutes` (replacing any pause, longer or shorter). */
+  async pause(t: Tenant, userId: string, minutes: number) {
+    const until = new Date(Date.now() + minutes * 60_000);
+    await this.d.recorder.conversations.setPause(t.db, t.agent.agentId, userId, until);
+    return this.conversation(t, userId);
+  }
+
+  /** Hands the thread back to the AI at once: the next DM is answered. */
+  async resume(t: Tenant, userId: string) {
+    await this.d.recorder.conversations.setPause(t.db, t.agent.agentId, userId, undefined);
+    return this.conversation(t, userId);
+  }
+
+  private async conversation(t: Tenant, userId: string) {
+    const row = await this.d.recorder.conversations.get(t.db, t.agent.agentId, userId);
+    return toConversationItem(row ?? { userId });
+  }
+
+  private async assertConnected(t: Tenant): Promise<InstagramConnection> {
+    const c = await this.d.connectionRepo.find(t.db, t.agent.agentId);
+    if (!c) throw notConnected();
+    // Meta said 190 before: every send would fail the same way until the account is connected again.
+    if (c.tokenStatus === 'invalid') throw authFailed('Instagram no longer accepts the connection token');
+    return c;
+  }
+
+  /** The window is computed from the stored inbound turns (the summary keeps their latest time). */
+  private async assertWindowOpen(t: Tenant, userId: string): Promise<Date | null> {
+    const agentId = t.agent.agentId;
+    const row = await this.d.recorder.conversations.get(t.db, agentId, userId);
+    const last = row?.lastInboundAt ?? (await this.d.recorder.messages.lastInboundAt(t.db, agentId, userId));
+    if (!windowState(last).open) throw windowClosed(last ?? null);
+    return last ?? null;
+  }
+
+  /**
+   * One Graph call, noted first so its echo (which may arrive before the call returns) is known as ours.
+   * Throws the GraphError after the bookkeeping: the note completed, a dead token flagged on the connection.
+   */
+  private async sendPart(
+    t: Tenant,
+    connection: InstagramConnection,
+    userId: string,
+    message: OutgoingMessage,
+    key: string,
+  ): Promise<string> {
+    const agentId = t.agent.agentId;
+    const content = 'text' in message ? { text: message.text } : { attachmentUrl: message.attachment.url };
+    await this.d.outbound.begin(t.db, { key, agentId, userId, ...content });
+    try {
+      const { messageId } = await this.d.graph.sendMessage(connection.accessToken, userId, message);
+      await this.d.outbound.complete(t.db, agentId, key, { status: 'sent', mid: messageId });
+      return messageId;
+    } catch (err) {
+      if (!(err instanceof GraphError)) throw err;
+      // Marked failed even when the outcome is unknown: should it have been delivered after all, its late
+      // echo is then recorded as an operator turn instead of being claimed as ours and dropped.
+      await this.d.outbound.complete(t.db, agentId, key, { status: 'failed' });
+      if (err.mayHaveBeenSent) {
+        // Its echo may already have claimed the note (it can beat the answer): then it was delivered.
+        const note = await this.d.outbound.find(t.db, agentId, key);
+        if (note?.mid) {
+          await this.d.outbound.complete(t.db, agentId, key, { status: 'sent', mid: note.mid });
+          return note.mid;
+        }
+      }
+      if (err.kind === 'invalid_token')
+        await this.d.connectionRepo.update(t.db, agentId, { tokenStatus: 'invalid' });
+      this.d.logger.warn(
+        { kind: err.kind, code: err.code, subcode: err.subcode, mayHaveBeenSent: err.mayHaveBeenSent },
+        'Instagram refused an operator message',
+      );
+      throw err;
+    }
+  }
+
+  /** The thread's ongoing chat, or a chat document of its own when none is ongoing. */
+  private chatFor(t: Tenant, connection: InstagramConnection, userId: string): Promise<string> {
+    const sessions = new ChatSessions(
+      { chats: this.d.recorder.chats, logger: this.d.logger, chatSessionTtlMs: this.d.chatSessionTtlMs },
+      this.d.platform.retellFor(t.subaccount),
+    );
+    return sessions.currentForOperator({
+      subaccount: t.subaccount,
+      db: t.db,
+      connection,
+      agentId: t.agent.agentId,
+      userId,
+    });
+  }
+
+  private async record(
+    t: Tenant,
+    chatId: string,
+    userId: string,
+    key: string,
+    message: OutgoingMessage,
+    mid: string,
+  ): Promise<string> {
+    const turn: ChatTurn = {
+      message_id: `ig_${hashOf(key)}`,
+      role: 'operator',
+      content: 'text' in message ? message.text : '',
+      created_timestamp: Date.now(),
+      instagram_mid: mid,
+      attachments: 'text' in message ? [] : [{ type: message.attachment.type, url: message.attachment.url }],
+      delivery_status: 'sent',
+    };
+    await this.d.recorder.record(t.db, { agentId: t.agent.agentId, userId, chatId, turn });
+    return turn.message_id;
+  }
+
+  /** A person answered: the AI steps back (never shortening a longer pause already set). */
+  private async takeOver(t: Tenant, userId: string): Promise<void> {
+    if (this.d.humanTakeoverMs <= 0) return;
+    const until = new Date(Date.now() + this.d.humanTakeoverMs);
+    await this.d.recorder.conversations.extendPause(t.db, t.agent.agentId, userId, until);
+  }
+}
+
+/** Text split to Instagram's 1,000-byte limit, in order; the attachment, if any, last. */
+function outgoingParts(input: SendInput): OutgoingMessage[] {
+  const parts: OutgoingMessage[] = splitMessage(input.message ?? '').map((text) => ({ text }));
+  if (input.attachmentUrl && input.attachmentType)
+    parts.push({ attachment: { type: input.attachmentType, url: input.attachmentUrl } });
+  return parts;
+}
