@@ -83,7 +83,11 @@ const schema = Joi.object({
   CHAT_SESSION_TTL_HOURS: Joi.number().positive().default(24).description('idle hours before a chat ends'),
   HUMAN_TAKEOVER_MINUTES: Joi.number().min(0).default(60).description('AI pause after a human answers'),
   WORKER_ENABLED: Joi.boolean().default(true).description('run the inbound worker in this process'),
-  WORKER_LEASE_SECONDS: Joi.number().min(1).max(600).default(30).description('thread lease; a crashed worker\'s threads resume after it'),
+  WORKER_LEASE_SECONDS: Joi.number()
+    .min(1)
+    .max(600)
+    .default(30)
+    .description("thread lease; a crashed worker's threads resume after it"),
   LOG_LEVEL: Joi.string()
     .valid('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent')
     .default('info')

@@ -3,7 +3,9 @@ import { PNG } from 'pngjs';
 // qrcode's own PNG renderer draws the modules into a pngjs image; we encode it synchronously. Its
 // toDataURL() packs the PNG through an async stream for no gain here.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const pngRenderer = require('qrcode/lib/renderer/png') as { render(qr: QRCode.QRCode, opts: QRCode.QRCodeRenderersOptions): PNG };
+const pngRenderer = require('qrcode/lib/renderer/png') as {
+  render(qr: QRCode.QRCode, opts: QRCode.QRCodeRenderersOptions): PNG;
+};
 
 /** Instagram's links for an account: the profile, and the one that opens a DM thread with it. */
 export function instagramLinks(username: string): { instagramUrl: string; dmUrl: string } {

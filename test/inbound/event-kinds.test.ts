@@ -1,5 +1,14 @@
 import { startHarness, type Harness, type ConnectedAgent } from '../setup/harness';
-import { aDeletion, aPostback, aReaction, aRead, anAttachmentDm, anEcho, anEdit, anInstagramDm } from '../factories/instagram';
+import {
+  aDeletion,
+  aPostback,
+  aReaction,
+  aRead,
+  anAttachmentDm,
+  anEcho,
+  anEdit,
+  anInstagramDm,
+} from '../factories/instagram';
 
 let h: Harness;
 let a: ConnectedAgent;
@@ -15,10 +24,21 @@ afterEach(() => {
   h.retell.clearFailures();
 });
 
-type Turn = { role: string; content: string; instagram_mid?: string; attachments?: { type: string; url?: string }[] };
+type Turn = {
+  role: string;
+  content: string;
+  instagram_mid?: string;
+  attachments?: { type: string; url?: string }[];
+};
 const turnsOf = async (agent = a) => (await h.chatsOf(agent)).flatMap((c) => c.messages as Turn[]);
 const askedWith = (visitor: string) =>
-  h.retell.completions.filter((c) => (h.retell.chats.get(c.chat_id)?.metadata as { instagram_user_id?: string } | undefined)?.instagram_user_id === visitor).map((c) => c.content);
+  h.retell.completions
+    .filter(
+      (c) =>
+        (h.retell.chats.get(c.chat_id)?.metadata as { instagram_user_id?: string } | undefined)
+          ?.instagram_user_id === visitor,
+    )
+    .map((c) => c.content);
 
 describe('attachments', () => {
   test.each([
@@ -31,16 +51,19 @@ describe('attachments', () => {
     ['story_mention', 'https://lookaside.fbsbx.com/story/5', /mentioned you in their story.*story\/5/],
     ['ephemeral', undefined, /disappearing|view-once/],
     ['unsupported_type', undefined, /.+/],
-  ])('when the visitor sends %s, then the agent is told in words and the turn keeps the attachment', async (type, url, told) => {
-    const visitor = h.aVisitor();
-    await h.deliver(a, [anAttachmentDm(type, url, { userId: visitor, accountId: a.accountId })]);
-    await h.drain();
-    const asked = askedWith(visitor);
-    expect(asked).toHaveLength(1);
-    expect(asked[0]).toMatch(told);
-    const user = (await turnsOf()).find((t) => t.role === 'user');
-    expect(user!.attachments).toEqual([url ? { type, url } : { type }]);
-  });
+  ])(
+    'when the visitor sends %s, then the agent is told in words and the turn keeps the attachment',
+    async (type, url, told) => {
+      const visitor = h.aVisitor();
+      await h.deliver(a, [anAttachmentDm(type, url, { userId: visitor, accountId: a.accountId })]);
+      await h.drain();
+      const asked = askedWith(visitor);
+      expect(asked).toHaveLength(1);
+      expect(asked[0]).toMatch(told);
+      const user = (await turnsOf()).find((t) => t.role === 'user');
+      expect(user!.attachments).toEqual([url ? { type, url } : { type }]);
+    },
+  );
 
   test('when a story reply comes with text, then the agent gets both', async () => {
     const visitor = h.aVisitor();
@@ -57,9 +80,16 @@ describe('attachments', () => {
 });
 
 describe('buttons', () => {
-  test('when the visitor taps an icebreaker, then its words reach the agent as the visitor\'s text', async () => {
+  test("when the visitor taps an icebreaker, then its words reach the agent as the visitor's text", async () => {
     const visitor = h.aVisitor();
-    await h.deliver(a, [aPostback({ userId: visitor, accountId: a.accountId, title: 'What are your opening hours?', payload: 'HOURS' })]);
+    await h.deliver(a, [
+      aPostback({
+        userId: visitor,
+        accountId: a.accountId,
+        title: 'What are your opening hours?',
+        payload: 'HOURS',
+      }),
+    ]);
     await h.drain();
     expect(askedWith(visitor)[0]).toContain('What are your opening hours?');
     expect(h.graph.sent.filter((s) => s.recipientId === visitor)).toHaveLength(1);
@@ -67,14 +97,21 @@ describe('buttons', () => {
 
   test('when the visitor taps a quick reply, then its text reaches the agent', async () => {
     const visitor = h.aVisitor();
-    await h.deliver(a, [anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'Yes please', message: { quick_reply: { payload: 'YES' } } })]);
+    await h.deliver(a, [
+      anInstagramDm({
+        userId: visitor,
+        accountId: a.accountId,
+        text: 'Yes please',
+        message: { quick_reply: { payload: 'YES' } },
+      }),
+    ]);
     await h.drain();
     expect(askedWith(visitor)[0]).toContain('Yes please');
   });
 });
 
 describe('echoes', () => {
-  test('when the connector\'s own reply is echoed, then it is not sent to the agent and not recorded twice', async () => {
+  test("when the connector's own reply is echoed, then it is not sent to the agent and not recorded twice", async () => {
     const visitor = h.aVisitor();
     await h.deliver(a, [anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'hello' })]);
     await h.drain();
@@ -87,12 +124,19 @@ describe('echoes', () => {
     const visitor = h.aVisitor();
     await h.deliver(a, [anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'hi' })]);
     await h.drain();
-    const echo = anEcho({ userId: visitor, accountId: a.accountId, text: 'Hi, this is Maria from the shop!' });
+    const echo = anEcho({
+      userId: visitor,
+      accountId: a.accountId,
+      text: 'Hi, this is Maria from the shop!',
+    });
     await h.deliver(a, [echo]);
     await h.drain();
     const turns = await turnsOf();
     expect(turns.map((t) => t.role)).toEqual(['user', 'agent', 'operator']);
-    expect(turns[2]).toMatchObject({ content: 'Hi, this is Maria from the shop!', instagram_mid: echo.message!.mid });
+    expect(turns[2]).toMatchObject({
+      content: 'Hi, this is Maria from the shop!',
+      instagram_mid: echo.message!.mid,
+    });
     expect(askedWith(visitor)).toEqual(['hi']);
   });
 });
@@ -106,7 +150,9 @@ describe('other events', () => {
     await h.deliver(a, [aDeletion({ userId: visitor, accountId: a.accountId, mid: dm.message!.mid })]);
     await h.drain();
     const [chat] = await h.chatsOf(a);
-    expect((chat!.metadata as { instagram_deleted_mids?: string[] }).instagram_deleted_mids).toEqual([dm.message!.mid]);
+    expect((chat!.metadata as { instagram_deleted_mids?: string[] }).instagram_deleted_mids).toEqual([
+      dm.message!.mid,
+    ]);
     expect((chat!.messages as Turn[])[0]!.content).toBe('oops');
   });
 
@@ -117,13 +163,28 @@ describe('other events', () => {
       aReaction({ userId: visitor, accountId: a.accountId }),
       aReaction({ userId: visitor, accountId: a.accountId, action: 'unreact' }),
       anEdit({ userId: visitor, accountId: a.accountId }),
-      anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'after all that', timestamp: Date.now() + 10 }),
+      anInstagramDm({
+        userId: visitor,
+        accountId: a.accountId,
+        text: 'after all that',
+        timestamp: Date.now() + 10,
+      }),
     ]);
     await h.drain();
     expect(askedWith(visitor)).toEqual(['after all that']);
-    const statuses = await h.t.platformDb.collection('instagram_inbound_events').find({ agentId: a.agentId, 'event.userId': visitor }).toArray();
+    const statuses = await h.t.platformDb
+      .collection('instagram_inbound_events')
+      .find({ agentId: a.agentId, 'event.userId': visitor })
+      .toArray();
     // The DM is done; the read, both reactions, the edit and the echo of our own reply are ignored.
-    expect(statuses.map((s) => s.status).sort()).toEqual(['done', 'ignored', 'ignored', 'ignored', 'ignored', 'ignored']);
+    expect(statuses.map((s) => s.status).sort()).toEqual([
+      'done',
+      'ignored',
+      'ignored',
+      'ignored',
+      'ignored',
+      'ignored',
+    ]);
   });
 });
 
@@ -134,7 +195,10 @@ describe('chat sessions', () => {
     await h.drain();
     const [old] = await h.chatsOf(a);
     const dayAgo = new Date(Date.now() - 25 * 3_600_000);
-    await h.t.platformDb.useDb(a.sub.databaseName).collection('chats').updateOne({ chat_id: old!.chat_id }, { $set: { lastMessageAt: dayAgo } });
+    await h.t.platformDb
+      .useDb(a.sub.databaseName)
+      .collection('chats')
+      .updateOne({ chat_id: old!.chat_id }, { $set: { lastMessageAt: dayAgo } });
 
     await h.deliver(a, [anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'today' })]);
     await h.drain();
@@ -156,14 +220,18 @@ describe('chat sessions', () => {
     await h.drain();
     const chats = await h.chatsOf(a);
     expect(chats.map((c) => c.chat_status)).toEqual(['ended', 'ongoing']);
-    expect(h.graph.sent.filter((s) => s.recipientId === visitor).map((s) => s.message.text)).toEqual(['Echo: one', 'Echo: two']);
+    expect(h.graph.sent.filter((s) => s.recipientId === visitor).map((s) => s.message.text)).toEqual([
+      'Echo: one',
+      'Echo: two',
+    ]);
   });
 });
 
 describe('contact facts', () => {
   test('when a visitor writes twice, then the profile is fetched once and the username is kept on chats', async () => {
     const visitor = h.aVisitor('maria.rossi');
-    const profileCalls = () => h.graph.requests.filter((r) => r.method === 'GET' && r.path.endsWith(`/${visitor}`)).length;
+    const profileCalls = () =>
+      h.graph.requests.filter((r) => r.method === 'GET' && r.path.endsWith(`/${visitor}`)).length;
     await h.deliver(a, [anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'a' })]);
     await h.drain();
     await h.deliver(a, [anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'b' })]);
@@ -175,7 +243,10 @@ describe('contact facts', () => {
 
   test('when the profile API fails, then the visitor is answered anyway', async () => {
     const visitor = h.aVisitor();
-    h.graph.failNext({ method: 'GET', path: new RegExp(`/${visitor}$`) }, Array.from({ length: 4 }, () => ({ status: 500 })));
+    h.graph.failNext(
+      { method: 'GET', path: new RegExp(`/${visitor}$`) },
+      Array.from({ length: 4 }, () => ({ status: 500 })),
+    );
     await h.deliver(a, [anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'no profile' })]);
     await h.drain();
     expect(h.graph.sent.filter((s) => s.recipientId === visitor)).toHaveLength(1);

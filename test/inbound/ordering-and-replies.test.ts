@@ -18,17 +18,29 @@ afterEach(() => {
 });
 
 const sentTo = (visitor: string) => h.graph.sent.filter((s) => s.recipientId === visitor);
-const turnsOf = async () => (await h.chatsOf(a)).flatMap((c) => c.messages as { role: string; content: string; delivery_status?: string; delivery_error?: string }[]);
+const turnsOf = async () =>
+  (await h.chatsOf(a)).flatMap(
+    (c) =>
+      c.messages as { role: string; content: string; delivery_status?: string; delivery_error?: string }[],
+  );
 
 describe('order', () => {
   test('when one visitor sends 5 quick messages, then the agent sees them in order in one chat and the replies go out in order', async () => {
     const visitor = h.aVisitor();
     const t0 = Date.now();
-    const dms = [1, 2, 3, 4, 5].map((i) => anInstagramDm({ userId: visitor, accountId: a.accountId, text: `message ${i}`, timestamp: t0 + i }));
+    const dms = [1, 2, 3, 4, 5].map((i) =>
+      anInstagramDm({ userId: visitor, accountId: a.accountId, text: `message ${i}`, timestamp: t0 + i }),
+    );
     await Promise.all(dms.map((dm) => h.deliver(a, [dm])));
     await h.drain();
     const mine = h.retell.completions.filter((c) => c.content.startsWith('message '));
-    expect(mine.map((c) => c.content)).toEqual(['message 1', 'message 2', 'message 3', 'message 4', 'message 5']);
+    expect(mine.map((c) => c.content)).toEqual([
+      'message 1',
+      'message 2',
+      'message 3',
+      'message 4',
+      'message 5',
+    ]);
     expect(new Set(mine.map((c) => c.chat_id)).size).toBe(1);
     expect(sentTo(visitor).map((s) => s.message.text)).toEqual(dms.map((_, i) => `Echo: message ${i + 1}`));
   });
@@ -37,11 +49,18 @@ describe('order', () => {
     const visitor = h.aVisitor();
     const t0 = Date.now();
     const first = anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'early', timestamp: t0 });
-    const second = anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'late', timestamp: t0 + 1000 });
+    const second = anInstagramDm({
+      userId: visitor,
+      accountId: a.accountId,
+      text: 'late',
+      timestamp: t0 + 1000,
+    });
     // One POST carrying both, the later one first: the worker picks by Meta's timestamp, not arrival.
     await h.deliver(a, [second, first]);
     await h.drain();
-    expect(h.retell.completions.filter((c) => ['early', 'late'].includes(c.content)).map((c) => c.content)).toEqual(['early', 'late']);
+    expect(
+      h.retell.completions.filter((c) => ['early', 'late'].includes(c.content)).map((c) => c.content),
+    ).toEqual(['early', 'late']);
   });
 });
 
@@ -52,7 +71,9 @@ describe('replies', () => {
     expect(long.length).toBeGreaterThan(2500);
     h.retell.setReply(() => long);
     const visitor = h.aVisitor();
-    await h.deliver(a, [anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'tell me everything' })]);
+    await h.deliver(a, [
+      anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'tell me everything' }),
+    ]);
     await h.drain();
     const parts = sentTo(visitor).map((s) => String(s.message.text));
     expect(parts.length).toBeGreaterThanOrEqual(3);
@@ -79,7 +100,7 @@ describe('replies', () => {
     expect(parts.join('').replace(/\s+/g, '')).toBe(long.replace(/\s+/g, ''));
   });
 
-  test('when Retell returns tool calls and transitions, then only the agent\'s words are sent', async () => {
+  test("when Retell returns tool calls and transitions, then only the agent's words are sent", async () => {
     h.retell.setReply(() => [
       simMessages.toolCall('lookup_order', { id: 42 }),
       simMessages.toolResult('tool_x', '{"status":"shipped"}'),
@@ -88,7 +109,9 @@ describe('replies', () => {
       simMessages.agent('Anything else?'),
     ]);
     const visitor = h.aVisitor();
-    await h.deliver(a, [anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'where is my order' })]);
+    await h.deliver(a, [
+      anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'where is my order' }),
+    ]);
     await h.drain();
     expect(sentTo(visitor).map((s) => s.message.text)).toEqual(['Your order has shipped.', 'Anything else?']);
   });
@@ -107,11 +130,16 @@ describe('failures on the way', () => {
   });
 
   test('when Retell keeps failing, then the event is marked failed with its last error after bounded attempts', async () => {
-    h.retell.failNext('/create-chat-completion', Array.from({ length: 30 }, () => ({ status: 500, headers: { 'retry-after-ms': '0' } })));
+    h.retell.failNext(
+      '/create-chat-completion',
+      Array.from({ length: 30 }, () => ({ status: 500, headers: { 'retry-after-ms': '0' } })),
+    );
     const visitor = h.aVisitor();
     await h.deliver(a, [anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'doomed' })]);
     await h.drain();
-    const stored = await h.t.platformDb.collection('instagram_inbound_events').findOne({ agentId: a.agentId, 'event.userId': visitor });
+    const stored = await h.t.platformDb
+      .collection('instagram_inbound_events')
+      .findOne({ agentId: a.agentId, 'event.userId': visitor });
     expect(stored).toMatchObject({ status: 'failed', attempts: 5 });
     expect(stored!.lastError).toMatch(/Retell/);
     expect(sentTo(visitor)).toHaveLength(0);
@@ -124,12 +152,21 @@ describe('failures on the way', () => {
     const visitor = h.aVisitor();
     await h.deliver(a, [anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'no credit' })]);
     await h.drain();
-    const stored = await h.t.platformDb.collection('instagram_inbound_events').findOne({ agentId: a.agentId, 'event.userId': visitor });
+    const stored = await h.t.platformDb
+      .collection('instagram_inbound_events')
+      .findOne({ agentId: a.agentId, 'event.userId': visitor });
     expect(stored).toMatchObject({ status: 'failed', attempts: 1 });
   });
 
   test('when the Graph send answers 500 without delivering, then after the echo window it is sent again, once', async () => {
-    h.graph.failNext({ method: 'POST', path: '/me/messages' }, [{ status: 500, body: { error: { message: 'An unknown error occurred', type: 'OAuthException', code: 1, fbtrace_id: 'f1' } } }]);
+    h.graph.failNext({ method: 'POST', path: '/me/messages' }, [
+      {
+        status: 500,
+        body: {
+          error: { message: 'An unknown error occurred', type: 'OAuthException', code: 1, fbtrace_id: 'f1' },
+        },
+      },
+    ]);
     const visitor = h.aVisitor();
     await h.deliver(a, [anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'retry me' })]);
     await h.drain();
@@ -140,7 +177,19 @@ describe('failures on the way', () => {
 
   test('when the Graph send errors but Meta delivered it anyway, then its echo reconciles it and it is not sent twice', async () => {
     h.graph.failNext({ method: 'POST', path: '/me/messages' }, [
-      { status: 500, deliverAnyway: true, body: { error: { message: 'Received invalid JSON reply', type: 'OAuthException', code: 1, error_subcode: 1357046, fbtrace_id: 'f2' } } },
+      {
+        status: 500,
+        deliverAnyway: true,
+        body: {
+          error: {
+            message: 'Received invalid JSON reply',
+            type: 'OAuthException',
+            code: 1,
+            error_subcode: 1357046,
+            fbtrace_id: 'f2',
+          },
+        },
+      },
     ]);
     const visitor = h.aVisitor();
     await h.deliver(a, [anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'maybe sent' })]);
@@ -156,18 +205,43 @@ describe('failures on the way', () => {
 
   test('when Instagram refuses the reply for good, then the agent turn is stored as failed with the reason', async () => {
     h.graph.failNext({ method: 'POST', path: '/me/messages' }, [
-      { status: 400, body: { error: { message: 'This person isn\'t available right now.', type: 'OAuthException', code: 551, error_subcode: 1545041, fbtrace_id: 'f3' } } },
+      {
+        status: 400,
+        body: {
+          error: {
+            message: "This person isn't available right now.",
+            type: 'OAuthException',
+            code: 551,
+            error_subcode: 1545041,
+            fbtrace_id: 'f3',
+          },
+        },
+      },
     ]);
     const visitor = h.aVisitor();
     await h.deliver(a, [anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'gone' })]);
     await h.drain();
     const failed = (await turnsOf()).find((t) => t.role === 'agent' && t.content === 'Echo: gone');
-    expect(failed).toMatchObject({ delivery_status: 'failed', delivery_error: expect.stringContaining('551') });
+    expect(failed).toMatchObject({
+      delivery_status: 'failed',
+      delivery_error: expect.stringContaining('551'),
+    });
   });
 
   test('when the token was revoked (190), then the reply is failed and the connection shows tokenStatus invalid', async () => {
     h.graph.failNext({ method: 'POST', path: '/me/messages' }, [
-      { status: 400, body: { error: { message: 'Error validating access token: The session has been invalidated.', type: 'OAuthException', code: 190, error_subcode: 460, fbtrace_id: 'f4' } } },
+      {
+        status: 400,
+        body: {
+          error: {
+            message: 'Error validating access token: The session has been invalidated.',
+            type: 'OAuthException',
+            code: 190,
+            error_subcode: 460,
+            fbtrace_id: 'f4',
+          },
+        },
+      },
     ]);
     const visitor = h.aVisitor();
     await h.deliver(a, [anInstagramDm({ userId: visitor, accountId: a.accountId })]);

@@ -43,12 +43,27 @@ test('when a visitor sends a text DM, then the agent answers on Instagram and bo
     chat_status: 'ongoing',
     message_count: 2,
     transcript: 'User: Hi! Do you ship to Canada?\nAgent: Echo: Hi! Do you ship to Canada?',
-    metadata: { channel: 'instagram', instagram_user_id: visitor, instagram_account_id: a.accountId, instagram_username: 'jane_doe' },
+    metadata: {
+      channel: 'instagram',
+      instagram_user_id: visitor,
+      instagram_account_id: a.accountId,
+      instagram_username: 'jane_doe',
+    },
     createdBy: 'instagram-connector',
   });
   expect(chat.messages).toEqual([
-    expect.objectContaining({ role: 'user', content: 'Hi! Do you ship to Canada?', instagram_mid: dm.message!.mid, attachments: [] }),
-    expect.objectContaining({ role: 'agent', content: 'Echo: Hi! Do you ship to Canada?', instagram_mid: replies[0]!.messageId, delivery_status: 'sent' }),
+    expect.objectContaining({
+      role: 'user',
+      content: 'Hi! Do you ship to Canada?',
+      instagram_mid: dm.message!.mid,
+      attachments: [],
+    }),
+    expect.objectContaining({
+      role: 'agent',
+      content: 'Echo: Hi! Do you ship to Canada?',
+      instagram_mid: replies[0]!.messageId,
+      delivery_status: 'sent',
+    }),
   ]);
   // The echo of our own reply was recognised: no operator turn, no takeover.
   expect((chat.messages as { role: string }[]).some((m) => m.role === 'operator')).toBe(false);
@@ -63,5 +78,8 @@ test('when the same visitor writes again, then the same Retell chat is reused', 
   const chats = await h.chatsOf(a);
   expect(chats).toHaveLength(1);
   expect(chats[0]!.message_count).toBe(4);
-  expect(new Set(h.retell.completions.filter((c) => ['first', 'second'].includes(c.content)).map((c) => c.chat_id)).size).toBe(1);
+  expect(
+    new Set(h.retell.completions.filter((c) => ['first', 'second'].includes(c.content)).map((c) => c.chat_id))
+      .size,
+  ).toBe(1);
 });

@@ -36,7 +36,11 @@ describe('signature', () => {
   });
 
   test('when the body was altered after signing, then 401', async () => {
-    const raw = JSON.stringify(aWebhookPayload(a.accountId, [anInstagramDm({ userId: h.aVisitor(), accountId: a.accountId, text: 'hello' })]));
+    const raw = JSON.stringify(
+      aWebhookPayload(a.accountId, [
+        anInstagramDm({ userId: h.aVisitor(), accountId: a.accountId, text: 'hello' }),
+      ]),
+    );
     const res = await h.t
       .http()
       .post(a.path('webhook'))
@@ -64,14 +68,20 @@ describe('payload', () => {
   test('when one POST carries 3 entries × 2 events, then all 6 are stored and answered', async () => {
     const visitors = [h.aVisitor(), h.aVisitor(), h.aVisitor()];
     const entries = visitors.map((v) => ({
-      messaging: [anInstagramDm({ userId: v, accountId: a.accountId, text: `${v} one` }), anInstagramDm({ userId: v, accountId: a.accountId, text: `${v} two` })],
+      messaging: [
+        anInstagramDm({ userId: v, accountId: a.accountId, text: `${v} one` }),
+        anInstagramDm({ userId: v, accountId: a.accountId, text: `${v} two` }),
+      ],
     }));
     const raw = JSON.stringify(aWebhookPayload(a.accountId, entries));
     const res = await h.deliver(a, [], { raw });
     expect(res.body.data).toEqual({ received: 6, stored: 6 });
     await h.drain();
     for (const v of visitors) {
-      expect(h.graph.sent.filter((s) => s.recipientId === v).map((s) => s.message.text)).toEqual([`Echo: ${v} one`, `Echo: ${v} two`]);
+      expect(h.graph.sent.filter((s) => s.recipientId === v).map((s) => s.message.text)).toEqual([
+        `Echo: ${v} one`,
+        `Echo: ${v} two`,
+      ]);
     }
   });
 
@@ -88,7 +98,9 @@ describe('payload', () => {
 
   test('when the agent has disconnected, then events are acknowledged and dropped', async () => {
     await h.t.http().post(a.path('disconnect')).set(a.admin).send({}).expect(200);
-    const res = await h.deliver(a, [anInstagramDm({ userId: h.aVisitor(), accountId: a.accountId })], { secret: null });
+    const res = await h.deliver(a, [anInstagramDm({ userId: h.aVisitor(), accountId: a.accountId })], {
+      secret: null,
+    });
     expect(res.status).toBe(200);
     expect(res.body.data.stored).toBe(0);
     expect(await storedFor(a)).toBe(0);
@@ -117,7 +129,9 @@ describe('the acknowledgement', () => {
   test('when Retell is slow, then the webhook is still acknowledged before the agent is asked', async () => {
     h.retell.setDelay(400);
     try {
-      const res = await h.deliver(a, [anInstagramDm({ userId: h.aVisitor(), accountId: a.accountId, text: 'slow agent' })]);
+      const res = await h.deliver(a, [
+        anInstagramDm({ userId: h.aVisitor(), accountId: a.accountId, text: 'slow agent' }),
+      ]);
       expect(res.status).toBe(200);
       expect(h.retell.completions.filter((c) => c.content === 'slow agent')).toHaveLength(0);
       await h.drain();
@@ -144,8 +158,15 @@ describe('production without any app secret', () => {
     try {
       const agent = await prod.connectAgent();
       // Connected with an app secret; drop it to model a connection that has none.
-      await prod.t.platformDb.useDb(agent.sub.databaseName).collection('instagram_connections').updateOne({ agentId: agent.agentId }, { $unset: { appSecretSealed: '' } });
-      const res = await prod.deliver(agent, [anInstagramDm({ userId: prod.aVisitor(), accountId: agent.accountId })], { secret: null });
+      await prod.t.platformDb
+        .useDb(agent.sub.databaseName)
+        .collection('instagram_connections')
+        .updateOne({ agentId: agent.agentId }, { $unset: { appSecretSealed: '' } });
+      const res = await prod.deliver(
+        agent,
+        [anInstagramDm({ userId: prod.aVisitor(), accountId: agent.accountId })],
+        { secret: null },
+      );
       expect(res.status).toBe(status);
     } finally {
       await prod.close();

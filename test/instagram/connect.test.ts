@@ -24,7 +24,15 @@ async function setup(kind: 'instagram' | 'page' = 'instagram') {
     name: 'Brand',
     ...(kind === 'instagram' ? { appScopedId: `55${accountId}` } : { pageId: `10${accountId}` }),
   });
-  return { sub, agentId, accountId, username, token, path: (r: string) => igPath(sub.id, agentId, r), admin: adminOf(sub.id) };
+  return {
+    sub,
+    agentId,
+    accountId,
+    username,
+    token,
+    path: (r: string) => igPath(sub.id, agentId, r),
+    admin: adminOf(sub.id),
+  };
 }
 
 function decodeQr(dataUrl: string): string | undefined {
@@ -55,29 +63,65 @@ describe('POST /connect', () => {
   test('when the token is an Instagram-Login token, then graph.instagram.com /me is asked and user_id (not id) is stored', async () => {
     const s = await setup('instagram');
     await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token }).expect(200);
-    const me = h.graph.requests.filter((r) => r.host === 'graph.instagram.com' && r.path === '/v25.0/me' && r.headers.authorization === `Bearer ${s.token}`);
+    const me = h.graph.requests.filter(
+      (r) =>
+        r.host === 'graph.instagram.com' &&
+        r.path === '/v25.0/me' &&
+        r.headers.authorization === `Bearer ${s.token}`,
+    );
     expect(me).toHaveLength(1);
     expect(String(me[0]!.query.fields)).toContain('user_id');
-    const stored = await h.t.platformDb.useDb(s.sub.databaseName).collection('instagram_connections').findOne({ agentId: s.agentId });
+    const stored = await h.t.platformDb
+      .useDb(s.sub.databaseName)
+      .collection('instagram_connections')
+      .findOne({ agentId: s.agentId });
     expect(stored).toMatchObject({ instagramAccountId: s.accountId, tokenKind: 'instagram' });
     expect(stored!.instagramAccountId).not.toBe(`55${s.accountId}`);
     // Subscribed through the Instagram host's /me/subscribed_apps.
-    expect(h.graph.requests.some((r) => r.host === 'graph.instagram.com' && r.method === 'POST' && r.path === '/v25.0/me/subscribed_apps')).toBe(true);
+    expect(
+      h.graph.requests.some(
+        (r) =>
+          r.host === 'graph.instagram.com' && r.method === 'POST' && r.path === '/v25.0/me/subscribed_apps',
+      ),
+    ).toBe(true);
   });
 
   test('when a Page token is given with the account id, then graph.facebook.com /{id} is asked and the page is subscribed', async () => {
     const s = await setup('page');
     const pageId = `10${s.accountId}`;
-    const res = await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token, instagramAccountId: s.accountId, pageId });
+    const res = await h.t
+      .http()
+      .post(s.path('connect'))
+      .set(s.admin)
+      .send({ accessToken: s.token, instagramAccountId: s.accountId, pageId });
     expect(res.status).toBe(200);
-    expect(h.graph.requests.some((r) => r.host === 'graph.facebook.com' && r.path === `/v25.0/${s.accountId}`)).toBe(true);
-    expect(h.graph.requests.some((r) => r.host === 'graph.facebook.com' && r.method === 'POST' && r.path === `/v25.0/${pageId}/subscribed_apps`)).toBe(true);
+    expect(
+      h.graph.requests.some((r) => r.host === 'graph.facebook.com' && r.path === `/v25.0/${s.accountId}`),
+    ).toBe(true);
+    expect(
+      h.graph.requests.some(
+        (r) =>
+          r.host === 'graph.facebook.com' &&
+          r.method === 'POST' &&
+          r.path === `/v25.0/${pageId}/subscribed_apps`,
+      ),
+    ).toBe(true);
   });
 
-  test('when Meta refuses the subscription, then the connection is kept and webhookSubscription is failed with Meta\'s message', async () => {
+  test("when Meta refuses the subscription, then the connection is kept and webhookSubscription is failed with Meta's message", async () => {
     const s = await setup('instagram');
     h.graph.failNext({ method: 'POST', path: '/me/subscribed_apps' }, [
-      { status: 403, body: { error: { message: '(#200) Requires instagram_business_manage_messages permission', type: 'OAuthException', code: 200, fbtrace_id: 'Abc' } } },
+      {
+        status: 403,
+        body: {
+          error: {
+            message: '(#200) Requires instagram_business_manage_messages permission',
+            type: 'OAuthException',
+            code: 200,
+            fbtrace_id: 'Abc',
+          },
+        },
+      },
     ]);
     const res = await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token });
     expect(res.status).toBe(200);
@@ -88,7 +132,10 @@ describe('POST /connect', () => {
   test.each([
     [{}, 'body.accessToken'],
     [{ accessToken: 'EAAB' + 'x'.repeat(40) }, 'body.instagramAccountId'],
-    [{ accessToken: 'IGAA' + 'x'.repeat(40), webhookVerificationToken: 'short' }, 'body.webhookVerificationToken'],
+    [
+      { accessToken: 'IGAA' + 'x'.repeat(40), webhookVerificationToken: 'short' },
+      'body.webhookVerificationToken',
+    ],
     [{ accessToken: 'IGAA' + 'x'.repeat(40), surprise: true }, 'body.surprise'],
     [{ accessToken: { $gt: '' } }, 'body.accessToken'],
   ])('when the body is %p, then 400 VALIDATION_ERROR names %s and Meta is not asked', async (body, field) => {
@@ -101,7 +148,7 @@ describe('POST /connect', () => {
     expect(h.graph.requests.length).toBe(before);
   });
 
-  test('when Meta refuses the token (190), then 422 INSTAGRAM_AUTH_FAILED with Meta\'s message, not retried, nothing stored', async () => {
+  test("when Meta refuses the token (190), then 422 INSTAGRAM_AUTH_FAILED with Meta's message, not retried, nothing stored", async () => {
     const s = await setup();
     const unknown = `IGAA${crypto.randomBytes(20).toString('hex')}`;
     const before = h.graph.requests.length;
@@ -110,13 +157,26 @@ describe('POST /connect', () => {
     expect(res.body.error).toMatchObject({ code: 'INSTAGRAM_AUTH_FAILED', details: { code: 190 } });
     expect(res.body.error.message).toMatch(/token/i);
     expect(h.graph.requests.length - before).toBe(1);
-    expect(await h.t.platformDb.useDb(s.sub.databaseName).collection('instagram_connections').countDocuments()).toBe(0);
+    expect(
+      await h.t.platformDb.useDb(s.sub.databaseName).collection('instagram_connections').countDocuments(),
+    ).toBe(0);
   });
 
   test('when Meta fails transiently, then the check is retried and succeeds', async () => {
     const s = await setup();
     h.graph.failNext({ method: 'GET', path: '/me' }, [
-      { status: 500, body: { error: { message: 'An unexpected error has occurred. Please retry your request later.', type: 'OAuthException', code: 2, is_transient: true, fbtrace_id: 'x1' } } },
+      {
+        status: 500,
+        body: {
+          error: {
+            message: 'An unexpected error has occurred. Please retry your request later.',
+            type: 'OAuthException',
+            code: 2,
+            is_transient: true,
+            fbtrace_id: 'x1',
+          },
+        },
+      },
       { status: 503 },
     ]);
     const res = await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token });
@@ -125,24 +185,37 @@ describe('POST /connect', () => {
 
   test('when Meta cannot be reached, then 502 INSTAGRAM_UNAVAILABLE and nothing stored', async () => {
     const s = await setup();
-    h.graph.failNext({ method: 'GET', path: '/me' }, Array.from({ length: 4 }, () => ({ status: 503 }))); // every attempt the client makes
+    h.graph.failNext(
+      { method: 'GET', path: '/me' },
+      Array.from({ length: 4 }, () => ({ status: 503 })),
+    ); // every attempt the client makes
     const res = await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token });
     expect(res.status).toBe(502);
     expect(res.body.error.code).toBe('INSTAGRAM_UNAVAILABLE');
-    expect(await h.t.platformDb.useDb(s.sub.databaseName).collection('instagram_connections').countDocuments()).toBe(0);
+    expect(
+      await h.t.platformDb.useDb(s.sub.databaseName).collection('instagram_connections').countDocuments(),
+    ).toBe(0);
   });
 
-  test('when the caller is not signed in, not an admin, or another subaccount\'s, then 401 / 403', async () => {
+  test("when the caller is not signed in, not an admin, or another subaccount's, then 401 / 403", async () => {
     const s = await setup();
     expect((await h.t.http().post(s.path('connect')).send({ accessToken: s.token })).status).toBe(401);
-    expect((await h.t.http().post(s.path('connect')).set(userOf(s.sub.id)).send({ accessToken: s.token })).status).toBe(403);
+    expect(
+      (await h.t.http().post(s.path('connect')).set(userOf(s.sub.id)).send({ accessToken: s.token })).status,
+    ).toBe(403);
     const other = await aSubaccount(h.t.platformDb);
-    expect((await h.t.http().post(s.path('connect')).set(adminOf(other.id)).send({ accessToken: s.token })).status).toBe(403);
+    expect(
+      (await h.t.http().post(s.path('connect')).set(adminOf(other.id)).send({ accessToken: s.token })).status,
+    ).toBe(403);
   });
 
   test('when the subaccount or agent is unknown, then 404', async () => {
     const s = await setup();
-    const res = await h.t.http().post(igPath(s.sub.id, 'agent_nope', 'connect')).set(s.admin).send({ accessToken: s.token });
+    const res = await h.t
+      .http()
+      .post(igPath(s.sub.id, 'agent_nope', 'connect'))
+      .set(s.admin)
+      .send({ accessToken: s.token });
     expect(res.status).toBe(404);
     expect(res.body.error.code).toBe('AGENT_NOT_FOUND');
   });
@@ -151,17 +224,35 @@ describe('POST /connect', () => {
     const s = await setup();
     await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token }).expect(200);
     const otherAgent = await anAgent(h.t.platformDb, s.sub);
-    const res = await h.t.http().post(igPath(s.sub.id, otherAgent, 'connect')).set(s.admin).send({ accessToken: s.token });
+    const res = await h.t
+      .http()
+      .post(igPath(s.sub.id, otherAgent, 'connect'))
+      .set(s.admin)
+      .send({ accessToken: s.token });
     expect(res.status).toBe(409);
     expect(res.body.error.code).toBe('INSTAGRAM_ACCOUNT_IN_USE');
   });
 
   test('when two agents connect one account at the same time, then exactly one wins', async () => {
     const s = await setup();
-    const agents = [s.agentId, ...(await Promise.all(Array.from({ length: 3 }, () => anAgent(h.t.platformDb, s.sub))))];
-    const results = await Promise.all(agents.map((agent) => h.t.http().post(igPath(s.sub.id, agent, 'connect')).set(s.admin).send({ accessToken: s.token })));
+    const agents = [
+      s.agentId,
+      ...(await Promise.all(Array.from({ length: 3 }, () => anAgent(h.t.platformDb, s.sub)))),
+    ];
+    const results = await Promise.all(
+      agents.map((agent) =>
+        h.t
+          .http()
+          .post(igPath(s.sub.id, agent, 'connect'))
+          .set(s.admin)
+          .send({ accessToken: s.token }),
+      ),
+    );
     expect(results.map((r) => r.status).sort()).toEqual([200, 409, 409, 409]);
-    const connected = await h.t.platformDb.useDb(s.sub.databaseName).collection('instagram_connections').countDocuments({ instagramAccountId: s.accountId });
+    const connected = await h.t.platformDb
+      .useDb(s.sub.databaseName)
+      .collection('instagram_connections')
+      .countDocuments({ instagramAccountId: s.accountId });
     expect(connected).toBe(1);
   });
 
@@ -172,12 +263,24 @@ describe('POST /connect', () => {
     h.graph.accounts.set(second.token, { ...h.graph.accounts.get(second.token)! });
     const res = await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: second.token });
     expect(res.status).toBe(200);
-    const docs = await h.t.platformDb.useDb(s.sub.databaseName).collection('instagram_connections').find({ agentId: s.agentId }).toArray();
+    const docs = await h.t.platformDb
+      .useDb(s.sub.databaseName)
+      .collection('instagram_connections')
+      .find({ agentId: s.agentId })
+      .toArray();
     expect(docs).toHaveLength(1);
     expect(docs[0]!.instagramAccountId).toBe(second.accountId);
     // The first account is free again for another agent.
     const other = await anAgent(h.t.platformDb, s.sub);
-    expect((await h.t.http().post(igPath(s.sub.id, other, 'connect')).set(s.admin).send({ accessToken: s.token })).status).toBe(200);
+    expect(
+      (
+        await h.t
+          .http()
+          .post(igPath(s.sub.id, other, 'connect'))
+          .set(s.admin)
+          .send({ accessToken: s.token })
+      ).status,
+    ).toBe(200);
   });
 });
 
@@ -186,7 +289,11 @@ describe('secrets', () => {
     const s = await setup();
     const appSecret = `appsecret-${crypto.randomBytes(12).toString('hex')}`;
     const verifyToken = `verify-${crypto.randomBytes(12).toString('hex')}`;
-    const connect = await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token, appSecret, webhookVerificationToken: verifyToken });
+    const connect = await h.t
+      .http()
+      .post(s.path('connect'))
+      .set(s.admin)
+      .send({ accessToken: s.token, appSecret, webhookVerificationToken: verifyToken });
     const status = await h.t.http().get(s.path('status')).set(s.admin);
     const responses = JSON.stringify([connect.body, status.body]);
     expect(responses).not.toContain(s.token);
@@ -203,7 +310,10 @@ describe('secrets', () => {
         for (const secret of [s.token, appSecret, verifyToken]) expect(dump).not.toContain(secret);
       }
     }
-    const stored = await h.t.platformDb.useDb(s.sub.databaseName).collection('instagram_connections').findOne({ agentId: s.agentId });
+    const stored = await h.t.platformDb
+      .useDb(s.sub.databaseName)
+      .collection('instagram_connections')
+      .findOne({ agentId: s.agentId });
     expect(stored!.accessTokenSealed).toMatch(/^v1:[0-9a-f]{8}:/);
   });
 });
@@ -218,7 +328,12 @@ describe('GET /status and POST /disconnect', () => {
 
   test('when connected, then status shows the contract fields', async () => {
     const s = await setup();
-    await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token, appSecret: 'app-secret-123' }).expect(200);
+    await h.t
+      .http()
+      .post(s.path('connect'))
+      .set(s.admin)
+      .send({ accessToken: s.token, appSecret: 'app-secret-123' })
+      .expect(200);
     const res = await h.t.http().get(s.path('status')).set(userOf(s.sub.id));
     expect(res.status).toBe(200);
     expect(res.body.data).toMatchObject({
@@ -248,25 +363,50 @@ describe('GET /status and POST /disconnect', () => {
     const s = await setup();
     await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token }).expect(200);
     const subDb = h.t.platformDb.useDb(s.sub.databaseName);
-    await subDb.collection('chats').insertOne({ chat_id: 'chat_keep', agent_id: s.agentId, metadata: { channel: 'instagram' } });
+    await subDb
+      .collection('chats')
+      .insertOne({ chat_id: 'chat_keep', agent_id: s.agentId, metadata: { channel: 'instagram' } });
 
     const res = await h.t.http().post(s.path('disconnect')).set(s.admin).send({});
     expect(res.status).toBe(200);
     expect(res.body).toEqual({ success: true, data: { isConnected: false } });
     expect(await subDb.collection('instagram_connections').countDocuments({ agentId: s.agentId })).toBe(0);
-    expect(h.graph.requests.some((r) => r.method === 'DELETE' && r.path === '/v25.0/me/subscribed_apps' && r.headers.authorization === `Bearer ${s.token}`)).toBe(true);
+    expect(
+      h.graph.requests.some(
+        (r) =>
+          r.method === 'DELETE' &&
+          r.path === '/v25.0/me/subscribed_apps' &&
+          r.headers.authorization === `Bearer ${s.token}`,
+      ),
+    ).toBe(true);
     expect(await subDb.collection('chats').countDocuments({ chat_id: 'chat_keep' })).toBe(1);
     expect((await h.t.http().get(s.path('status')).set(s.admin)).body.data).toEqual({ isConnected: false });
     const other = await anAgent(h.t.platformDb, s.sub);
-    expect((await h.t.http().post(igPath(s.sub.id, other, 'connect')).set(s.admin).send({ accessToken: s.token })).status).toBe(200);
+    expect(
+      (
+        await h.t
+          .http()
+          .post(igPath(s.sub.id, other, 'connect'))
+          .set(s.admin)
+          .send({ accessToken: s.token })
+      ).status,
+    ).toBe(200);
   });
 
   test('when Meta fails the unsubscribe, then disconnect still forgets the token', async () => {
     const s = await setup();
     await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token }).expect(200);
-    h.graph.failNext({ method: 'DELETE' }, Array.from({ length: 4 }, () => ({ status: 500 })));
+    h.graph.failNext(
+      { method: 'DELETE' },
+      Array.from({ length: 4 }, () => ({ status: 500 })),
+    );
     expect((await h.t.http().post(s.path('disconnect')).set(s.admin).send({})).status).toBe(200);
-    expect(await h.t.platformDb.useDb(s.sub.databaseName).collection('instagram_connections').countDocuments({ agentId: s.agentId })).toBe(0);
+    expect(
+      await h.t.platformDb
+        .useDb(s.sub.databaseName)
+        .collection('instagram_connections')
+        .countDocuments({ agentId: s.agentId }),
+    ).toBe(0);
   });
 
   test('when a user (not admin) disconnects, then 403 and nothing changes', async () => {
@@ -279,11 +419,18 @@ describe('GET /status and POST /disconnect', () => {
 
 describe('GET /webhook handshake', () => {
   const handshake = (path: string, token: string, challenge = '1158201444') =>
-    h.t.http().get(path).query({ 'hub.mode': 'subscribe', 'hub.verify_token': token, 'hub.challenge': challenge });
+    h.t
+      .http()
+      .get(path)
+      .query({ 'hub.mode': 'subscribe', 'hub.verify_token': token, 'hub.challenge': challenge });
 
   test('when the verify token matches, then the challenge comes back byte for byte as text/plain and webhookVerifiedAt is set', async () => {
     const s = await setup();
-    const { body } = await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token, webhookVerificationToken: 'my-verify-token-1' });
+    const { body } = await h.t
+      .http()
+      .post(s.path('connect'))
+      .set(s.admin)
+      .send({ accessToken: s.token, webhookVerificationToken: 'my-verify-token-1' });
     expect(body.data.webhookVerificationToken).toBe('my-verify-token-1');
     const challenge = 'ch_äöü-12345 +/=';
     const res = await handshake(s.path('webhook'), 'my-verify-token-1', challenge);
@@ -302,15 +449,37 @@ describe('GET /webhook handshake', () => {
 
   test('when the token is wrong, the mode is not subscribe, or a parameter is missing, then 403', async () => {
     const s = await setup();
-    await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token, webhookVerificationToken: 'right-token-123' });
+    await h.t
+      .http()
+      .post(s.path('connect'))
+      .set(s.admin)
+      .send({ accessToken: s.token, webhookVerificationToken: 'right-token-123' });
     expect((await handshake(s.path('webhook'), 'wrong-token-123')).status).toBe(403);
-    expect((await h.t.http().get(s.path('webhook')).query({ 'hub.mode': 'unsubscribe', 'hub.verify_token': 'right-token-123', 'hub.challenge': '1' })).status).toBe(403);
-    expect((await h.t.http().get(s.path('webhook')).query({ 'hub.mode': 'subscribe', 'hub.verify_token': 'right-token-123' })).status).toBe(403);
+    expect(
+      (
+        await h.t
+          .http()
+          .get(s.path('webhook'))
+          .query({ 'hub.mode': 'unsubscribe', 'hub.verify_token': 'right-token-123', 'hub.challenge': '1' })
+      ).status,
+    ).toBe(403);
+    expect(
+      (
+        await h.t
+          .http()
+          .get(s.path('webhook'))
+          .query({ 'hub.mode': 'subscribe', 'hub.verify_token': 'right-token-123' })
+      ).status,
+    ).toBe(403);
   });
 
   test('when the agent has disconnected, then the handshake answers 403', async () => {
     const s = await setup();
-    await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token, webhookVerificationToken: 'right-token-456' });
+    await h.t
+      .http()
+      .post(s.path('connect'))
+      .set(s.admin)
+      .send({ accessToken: s.token, webhookVerificationToken: 'right-token-456' });
     expect((await handshake(s.path('webhook'), 'right-token-456')).status).toBe(200);
     await h.t.http().post(s.path('disconnect')).set(s.admin).send({}).expect(200);
     expect((await handshake(s.path('webhook'), 'right-token-456')).status).toBe(403);

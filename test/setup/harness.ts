@@ -34,14 +34,21 @@ export interface Harness {
   /** A visitor Meta knows (a valid recipient with a profile). */
   aVisitor(username?: string): string;
   /** POSTs a signed webhook with these messaging items to the agent's webhook. */
-  deliver(a: ConnectedAgent, items: MessagingEvent[], o?: { secret?: string | null; raw?: string }): Promise<import('supertest').Response>;
+  deliver(
+    a: ConnectedAgent,
+    items: MessagingEvent[],
+    o?: { secret?: string | null; raw?: string },
+  ): Promise<import('supertest').Response>;
   drain(): Promise<void>;
   /** Turns of the agent's chats documents, oldest first across chats. */
   chatsOf(a: ConnectedAgent): Promise<Record<string, unknown>[]>;
   close(): Promise<void>;
 }
 
-export async function startHarness(env: Record<string, string> = {}, overrides: DepsOverrides = {}): Promise<Harness> {
+export async function startHarness(
+  env: Record<string, string> = {},
+  overrides: DepsOverrides = {},
+): Promise<Harness> {
   const graph = await startGraphSimulator();
   const retell = await startRetellSimulator();
   const t = await startTestApp(
@@ -79,7 +86,15 @@ export async function startHarness(env: Record<string, string> = {}, overrides: 
     const a = agents.get(sent.accountId);
     if (!a) return;
     const text = typeof sent.message.text === 'string' ? sent.message.text : undefined;
-    const res = await deliver(a, [anEcho({ userId: sent.recipientId, accountId: a.accountId, mid: sent.messageId, text, timestamp: sent.timestamp })]);
+    const res = await deliver(a, [
+      anEcho({
+        userId: sent.recipientId,
+        accountId: a.accountId,
+        mid: sent.messageId,
+        text,
+        timestamp: sent.timestamp,
+      }),
+    ]);
     if (res.status !== 200) throw new Error(`echo refused: ${res.status}`);
   };
 
@@ -100,11 +115,20 @@ export async function startHarness(env: Record<string, string> = {}, overrides: 
       const username = `shop_${accountId.slice(-6)}`;
       const instagram = o.tokenKind !== 'page';
       const token = `${instagram ? 'IGAA' : 'EAAB'}${crypto.randomBytes(24).toString('hex')}`;
-      graph.accounts.set(token, { id: accountId, username, name: 'The Shop', ...(instagram ? { appScopedId: `99${accountId}` } : { pageId: `10${accountId}` }) });
+      graph.accounts.set(token, {
+        id: accountId,
+        username,
+        name: 'The Shop',
+        ...(instagram ? { appScopedId: `99${accountId}` } : { pageId: `10${accountId}` }),
+      });
       const appSecret = o.appSecret ?? crypto.randomBytes(16).toString('hex');
       const admin = adminOf(sub.id);
       const path = (route: string) => igPath(sub.id, agentId, route);
-      const res = await t.http().post(path('connect')).set(admin).send({ accessToken: token, appSecret, ...(instagram ? {} : { instagramAccountId: accountId }) });
+      const res = await t
+        .http()
+        .post(path('connect'))
+        .set(admin)
+        .send({ accessToken: token, appSecret, ...(instagram ? {} : { instagramAccountId: accountId }) });
       if (res.status !== 200) throw new Error(`connect failed: ${res.status} ${JSON.stringify(res.body)}`);
       const a: ConnectedAgent = { sub, agentId, accountId, username, token, appSecret, admin, path };
       agents.set(accountId, a);

@@ -1,0 +1,146 @@
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import fs from 'node:fs';
+import mongoose from 'mongoose';
+import { aSubaccount, anAgent, igPath } from '../factories/platform';
+import { aWebhookPayload, anEcho, anIgsid, anInstagramDm, signPayload } from '../factories/instagram';
+import type { MessagingEvent } from '../../src/instagram/webhook.types';
+import { startGraphSimulator, type GraphSimulator } from '../simulators/graph.simulator';
+import { startRetellSimulator, type RetellSimulator } from '../simulators/retell.simulator';
+import { testDbUri, uniqueName } from '../setup/db';
+import { adminOf, TEST_ENCRYPTION_KEY, TEST_JWT_SECRET } from '../setup/tokens';
+import { waitFor } from '../setup/wait-for';
+
+/**
+ * The real server as a child process, killed with SIGKILL after it acknowledged a DM and while the agent
+ * was being asked. A new process on the same database must answer that DM — once.
+ */
+jest.setTimeout(120_000);
+const root = path.join(__dirname, '..', '..');
+
+let graph: GraphSimulator;
+let retell: RetellSimulator;
+let uri: string;
+let platformDb: mongoose.Connection;
+
+beforeAll(async () => {
+  execFileSync(process.execPath, [path.join(root, 'scripts', 'build-if-needed.js')], {
+    cwd: root,
+    stdio: 'inherit',
+  });
+  graph = await startGraphSimulator();
+  retell = await startRetellSimulator();
+  uri = testDbUri(uniqueName('platform_crash'));
+  platformDb = await mongoose.createConnection(uri).asPromise();
+});
+afterAll(async () => {
+  await platformDb.dropDatabase();
+  await platformDb.close();
+  await graph.close();
+  await retell.close();
+});
+
+function startServer(): Promise<{ child: ChildProcess; base: string }> {
+  const env = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    NODE_ENV: 'test',
+    PORT: '0',
+    MONGODB_URI: uri,
+    JWT_SECRET: TEST_JWT_SECRET,
+    TOKEN_ENCRYPTION_KEY: TEST_ENCRYPTION_KEY,
+    META_GRAPH_URL: graph.metaGraphUrl,
+    INSTAGRAM_GRAPH_URL: graph.instagramGraphUrl,
+    RETELL_BASE_URL: retell.url,
+    RETELL_API_KEY: retell.apiKey,
+    WORKER_LEASE_SECONDS: '2',
+    DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'igc-crash-')),
+  };
+  const child = spawn(process.execPath, [path.join(root, 'dist', 'main.js')], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  return new Promise((resolve, reject) => {
+    const onData = (d: Buffer) => {
+      out += d.toString();
+      const m = /"port":(\d+).*"msg":"listening"/.exec(out);
+      if (m) resolve({ child, base: `http://127.0.0.1:${m[1]}` });
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`server exited ${code}: ${out}`)));
+  });
+}
+
+test('when the process is killed after acknowledging a DM and before replying, then after a restart the DM is answered once', async () => {
+  const sub = await aSubaccount(platformDb);
+  const agentId = await anAgent(platformDb, sub);
+  const accountId = '17841499999000001';
+  const token = `IGAA${'c'.repeat(40)}`;
+  const appSecret = 'crash-test-app-secret';
+  graph.accounts.set(token, { id: accountId, username: 'crash_shop', appScopedId: '123' });
+  const visitor = anIgsid();
+  graph.users.set(visitor, { username: 'crash_visitor' });
+
+  let server = await startServer();
+  const webhook = () => `${server.base}${igPath(sub.id, agentId, 'webhook')}`;
+  const post = async (items: MessagingEvent[]) => {
+    const raw = JSON.stringify(aWebhookPayload(accountId, items));
+    return fetch(webhook(), {
+      method: 'POST',
+      body: raw,
+      headers: { 'Content-Type': 'application/json', 'X-Hub-Signature-256': signPayload(raw, appSecret) },
+    });
+  };
+  graph.onSend = async (sent) => {
+    await post([
+      anEcho({
+        userId: sent.recipientId,
+        accountId,
+        mid: sent.messageId,
+        text: String(sent.message.text),
+        timestamp: sent.timestamp,
+      }),
+    ]).catch(() => undefined);
+  };
+
+  const connect = await fetch(`${server.base}${igPath(sub.id, agentId, 'connect')}`, {
+    method: 'POST',
+    headers: { ...adminOf(sub.id), 'Content-Type': 'application/json' },
+    body: JSON.stringify({ accessToken: token, appSecret }),
+  });
+  expect(connect.status).toBe(200);
+
+  retell.setDelay(10_000); // the agent is slow: the process dies while waiting for it
+  const ack = await post([anInstagramDm({ userId: visitor, accountId, text: 'are you still there?' })]);
+  expect(ack.status).toBe(200);
+  await retell.waitForCompletions(1, 20_000);
+  server.child.kill('SIGKILL');
+  await new Promise((r) => server.child.once('exit', r));
+  retell.setDelay(0);
+
+  server = await startServer();
+  try {
+    await waitFor('the reply to reach Instagram', () => graph.sent.some((s) => s.recipientId === visitor));
+    await waitFor(
+      'the DM to be marked done',
+      async () =>
+        (await platformDb.collection('instagram_inbound_events').countDocuments({ status: 'pending' })) === 0,
+    );
+    expect(graph.sent.filter((s) => s.recipientId === visitor).map((s) => s.message.text)).toEqual([
+      'Echo: are you still there?',
+    ]);
+    const chats = await platformDb
+      .useDb(sub.databaseName)
+      .collection('chats')
+      .find({ agent_id: agentId })
+      .toArray();
+    const turns = chats.flatMap((c) => c.messages as { role: string }[]);
+    expect(turns.map((t) => t.role)).toEqual(['user', 'agent']);
+  } finally {
+    server.child.kill('SIGTERM');
+    await new Promise((r) => server.child.once('exit', r));
+  }
+});

@@ -1,0 +1,69 @@
+import { startHarness, type Harness, type ConnectedAgent } from '../setup/harness';
+import { anInstagramDm } from '../factories/instagram';
+import { InboundWorker } from '../../src/inbound/inbound.worker';
+import { handleInboundEvent } from '../../src/inbound/handle-inbound-event';
+import { waitFor } from '../setup/wait-for';
+
+jest.setTimeout(180_000);
+let h: Harness;
+let a: ConnectedAgent;
+beforeAll(async () => {
+  h = await startHarness();
+  a = await h.connectAgent();
+});
+afterAll(() => h.close());
+
+test("when two workers share one database, then 200 events over 20 users are each handled once and in each user's order", async () => {
+  const users = Array.from({ length: 20 }, () => h.aVisitor());
+  const t0 = Date.now();
+  for (let round = 0; round < 10; round++) {
+    await h.deliver(
+      a,
+      users.map((u, i) =>
+        anInstagramDm({
+          userId: u,
+          accountId: a.accountId,
+          text: `${u}#${round}`,
+          timestamp: t0 + round * 100 + i,
+        }),
+      ),
+    );
+  }
+  h.retell.setDelay(5);
+
+  const handledBy = new Map<string, number>();
+  const workers = ['one', 'two'].map(
+    (name) =>
+      new InboundWorker(
+        h.t.deps.inbox,
+        async (stored, ctx) => {
+          handledBy.set(name, (handledBy.get(name) ?? 0) + 1);
+          return handleInboundEvent(h.t.deps.inbound, stored, ctx);
+        },
+        h.t.deps.logger,
+        { concurrency: 8, leaseMs: 5000, pollMs: 20, backoffBaseMs: 5 },
+      ),
+  );
+  const started = Date.now();
+  workers.forEach((w) => w.start());
+  try {
+    await waitFor('the backlog to drain', async () => (await h.t.deps.inbox.backlog()) === 0, 150_000);
+    console.log('drained in', Date.now() - started);
+  } finally {
+    await Promise.all(workers.map((w) => w.stop()));
+    h.retell.setDelay(0);
+  }
+
+  const completions = h.retell.completions.filter((c) => c.content.includes('#'));
+  expect(completions).toHaveLength(200);
+  for (const u of users) {
+    const expected = Array.from({ length: 10 }, (_, r) => `${u}#${r}`);
+    expect(completions.filter((c) => c.content.startsWith(`${u}#`)).map((c) => c.content)).toEqual(expected);
+    expect(h.graph.sent.filter((s) => s.recipientId === u).map((s) => s.message.text)).toEqual(
+      expected.map((e) => `Echo: ${e}`),
+    );
+  }
+  // Both workers took part.
+  expect(handledBy.get('one')).toBeGreaterThan(0);
+  expect(handledBy.get('two')).toBeGreaterThan(0);
+});
