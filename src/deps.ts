@@ -111,9 +111,8 @@ export function buildDeps(
     humanTakeoverMs: config.humanTakeoverMinutes * 60_000,
   };
   const operator = new OperatorService({
-    graph,
+    messaging,
     connectionRepo,
-    outbound,
     recorder,
     platform,
     logger,

@@ -171,7 +171,8 @@ async function recordEcho(d: InboundDeps, t: Thread, event: InboundEvent): Promi
     },
   });
   if (d.humanTakeoverMs > 0) {
-    await d.conversations.setPause(t.db, t.agentId, t.userId, new Date(Date.now() + d.humanTakeoverMs));
+    // Never shortens a longer pause an admin set on purpose.
+    await d.conversations.extendPause(t.db, t.agentId, t.userId, new Date(Date.now() + d.humanTakeoverMs));
   }
   return 'done';
 }

@@ -119,45 +119,72 @@ export class MessagingService {
       if (Date.now() - note.createdAt.getTime() < this.d.reconcileWindowMs)
         throw retryLater('waiting for the echo of an ambiguous send');
     }
-    const result = await this.send(db, conn, m.agentId, m.userId, { text: m.text }, m.key);
-    return result;
+    return this.send(db, conn, m);
   }
 
-  /** The Graph call and what its failure means for the note and the connection. */
-  async send(
+  /**
+   * One message to Instagram with its bookkeeping: the note written before the call (so an echo that beats
+   * the answer is known as ours), completed after it, and a dead token (190) flagged on the connection.
+   * Meta's refusal is rethrown as the GraphError; an outcome Meta left unknown leaves the note `uncertain`
+   * (the caller reconciles it against echoes) or `failed` (a late echo is then recorded as a person's).
+   */
+  async sendNoted(
     db: Connection,
     conn: InstagramConnection,
-    agentId: string,
-    userId: string,
-    message: OutgoingMessage,
-    key: string,
-  ): Promise<{ mid: string; failed?: undefined } | { failed: string; mid?: undefined }> {
+    n: {
+      key: string;
+      agentId: string;
+      userId: string;
+      message: OutgoingMessage;
+      ifUnknown: 'uncertain' | 'failed';
+    },
+  ): Promise<string> {
+    const content =
+      'text' in n.message ? { text: n.message.text } : { attachmentUrl: n.message.attachment.url };
+    await this.d.outbound.begin(db, { key: n.key, agentId: n.agentId, userId: n.userId, ...content });
     try {
-      const { messageId } = await this.d.graph.sendMessage(conn.accessToken, userId, message);
-      await this.d.outbound.complete(db, agentId, key, { status: 'sent', mid: messageId });
-      return { mid: messageId };
+      const { messageId } = await this.d.graph.sendMessage(conn.accessToken, n.userId, n.message);
+      await this.d.outbound.complete(db, n.agentId, n.key, { status: 'sent', mid: messageId });
+      return messageId;
     } catch (err) {
       if (!(err instanceof GraphError)) throw err;
       if (err.mayHaveBeenSent) {
-        await this.d.outbound.complete(db, agentId, key, { status: 'uncertain' });
-        throw retryLater(`send outcome unknown: ${err.message}`);
+        // Its echo may already have claimed the note (it can beat the answer): then it was delivered.
+        const note = await this.d.outbound.find(db, n.agentId, n.key);
+        if (note?.mid) return note.mid;
       }
-      if (err.retryable) {
-        await this.d.outbound.complete(db, agentId, key, { status: 'failed' });
+      await this.d.outbound.complete(db, n.agentId, n.key, {
+        status: err.mayHaveBeenSent ? n.ifUnknown : 'failed',
+      });
+      if (err.kind === 'invalid_token')
+        await this.d.connectionRepo.update(db, n.agentId, { tokenStatus: 'invalid' });
+      this.d.logger.warn(
+        { kind: err.kind, code: err.code, subcode: err.subcode, mayHaveBeenSent: err.mayHaveBeenSent },
+        'Instagram refused a message',
+      );
+      throw err;
+    }
+  }
+
+  /** An agent reply part: Meta's outcome turned into a mid, a reason to record, or a retry later. */
+  private async send(
+    db: Connection,
+    conn: InstagramConnection,
+    m: { key: string; agentId: string; userId: string; text: string },
+  ): Promise<{ mid: string; failed?: undefined } | { failed: string; mid?: undefined }> {
+    try {
+      return {
+        mid: await this.sendNoted(db, conn, { ...m, message: { text: m.text }, ifUnknown: 'uncertain' }),
+      };
+    } catch (err) {
+      if (!(err instanceof GraphError)) throw err;
+      if (err.mayHaveBeenSent) throw retryLater(`send outcome unknown: ${err.message}`);
+      if (err.retryable)
         throw Object.assign(retryLater(`send refused for now: ${err.message}`), {
           retryAfterMs: err.retryAfterMs,
         });
-      }
-      await this.d.outbound.complete(db, agentId, key, { status: 'failed' });
-      if (err.kind === 'invalid_token')
-        await this.d.connectionRepo.update(db, agentId, { tokenStatus: 'invalid' });
-      this.d.logger.warn(
-        { kind: err.kind, code: err.code, subcode: err.subcode },
-        'Instagram refused the message',
-      );
-      return {
-        failed: `${err.kind}: ${err.metaMessage}${err.code ? ` (#${[err.code, err.subcode].filter(Boolean).join('/')})` : ''}`,
-      };
+      const codes = [err.code, err.subcode].filter((c) => c !== undefined).join('/');
+      return { failed: `${err.kind}: ${err.metaMessage}${codes ? ` (#${codes})` : ''}` };
     }
   }
 }

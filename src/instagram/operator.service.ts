@@ -7,18 +7,17 @@ import { encodeCursor, type Cursor } from '../chats/messages.repo';
 import type { TurnRecorder } from '../chats/turn-recorder';
 import { ChatSessions } from '../inbound/chat-sessions';
 import type { ConnectionRepo, InstagramConnection } from './connection.repo';
-import type { AttachmentType, GraphClient, OutgoingMessage } from './graph.client';
+import type { AttachmentType, OutgoingMessage } from './graph.client';
+import type { MessagingService } from './messaging.service';
 import { GraphError } from './graph.errors';
-import type { OutboundRepo } from './outbound.repo';
 import { splitMessage } from './message-split';
 import { windowState } from './messaging-window';
 import { toConversationItem, toMessageItem } from './operator.views';
 import { authFailed, notConnected, sendFailure, windowClosed } from './operator.errors';
 
 export interface OperatorDeps {
-  graph: GraphClient;
+  messaging: MessagingService;
   connectionRepo: ConnectionRepo;
-  outbound: OutboundRepo;
   recorder: TurnRecorder;
   platform: Platform;
   logger: Logger;
@@ -130,44 +129,24 @@ export class OperatorService {
   }
 
   /**
-   * One Graph call, noted first so its echo (which may arrive before the call returns) is known as ours.
-   * Throws the GraphError after the bookkeeping: the note completed, a dead token flagged on the connection.
+   * One Graph call with its bookkeeping (MessagingService.sendNoted). An unknown outcome is marked failed,
+   * not uncertain: should it have been delivered after all, its late echo is recorded as an operator turn
+   * instead of being claimed as ours and dropped.
    */
-  private async sendPart(
+  private sendPart(
     t: Tenant,
     connection: InstagramConnection,
     userId: string,
     message: OutgoingMessage,
     key: string,
   ): Promise<string> {
-    const agentId = t.agent.agentId;
-    const content = 'text' in message ? { text: message.text } : { attachmentUrl: message.attachment.url };
-    await this.d.outbound.begin(t.db, { key, agentId, userId, ...content });
-    try {
-      const { messageId } = await this.d.graph.sendMessage(connection.accessToken, userId, message);
-      await this.d.outbound.complete(t.db, agentId, key, { status: 'sent', mid: messageId });
-      return messageId;
-    } catch (err) {
-      if (!(err instanceof GraphError)) throw err;
-      // Marked failed even when the outcome is unknown: should it have been delivered after all, its late
-      // echo is then recorded as an operator turn instead of being claimed as ours and dropped.
-      await this.d.outbound.complete(t.db, agentId, key, { status: 'failed' });
-      if (err.mayHaveBeenSent) {
-        // Its echo may already have claimed the note (it can beat the answer): then it was delivered.
-        const note = await this.d.outbound.find(t.db, agentId, key);
-        if (note?.mid) {
-          await this.d.outbound.complete(t.db, agentId, key, { status: 'sent', mid: note.mid });
-          return note.mid;
-        }
-      }
-      if (err.kind === 'invalid_token')
-        await this.d.connectionRepo.update(t.db, agentId, { tokenStatus: 'invalid' });
-      this.d.logger.warn(
-        { kind: err.kind, code: err.code, subcode: err.subcode, mayHaveBeenSent: err.mayHaveBeenSent },
-        'Instagram refused an operator message',
-      );
-      throw err;
-    }
+    return this.d.messaging.sendNoted(t.db, connection, {
+      key,
+      agentId: t.agent.agentId,
+      userId,
+      message,
+      ifUnknown: 'failed',
+    });
   }
 
   /** The thread's ongoing chat, or a chat document of its own when none is ongoing. */

@@ -1,6 +1,6 @@
 import { startHarness, type Harness, type ConnectedAgent } from '../setup/harness';
 import { anInstagramDm } from '../factories/instagram';
-import { simMessages } from '../simulators/retell.simulator';
+import { simMessages } from '../../src/simulators/retell.simulator';
 
 let h: Harness;
 let a: ConnectedAgent;

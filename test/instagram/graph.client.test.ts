@@ -7,7 +7,7 @@ import {
   type GraphClientOptions,
 } from '../../src/instagram/graph.client';
 import { GraphError } from '../../src/instagram/graph.errors';
-import { startGraphSimulator, type GraphSimulator } from '../simulators/graph.simulator';
+import { startGraphSimulator, type GraphSimulator } from '../../src/simulators/graph.simulator';
 
 const PAGE_TOKEN = 'EAAFBsecretPageToken0123456789';
 const IG_TOKEN = 'IGAAsecretInstagramToken0123456789';

@@ -6,7 +6,7 @@ import express, { type NextFunction, type Request, type Response, type Router } 
 import { graphRoutes } from './graph.simulator.routes';
 
 /**
- * A loopback Meta Graph API for tests: both hosts, the shapes Meta documents.
+ * A loopback Meta Graph API (tests and `npm run demo`): both hosts, the shapes Meta documents.
  * - Instagram Login (graph.instagram.com), `/me` with `user_id` vs app-scoped `id`:
  *   https://developers.facebook.com/docs/instagram-platform/instagram-api-with-instagram-login/get-started
  * - Facebook Login (graph.facebook.com), IG user node: https://developers.facebook.com/docs/instagram-api/reference/ig-user
