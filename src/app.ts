@@ -1,4 +1,4 @@
-import express, { type Express } from 'express';
+import express, { type Express, type Router } from 'express';
 import helmet from 'helmet';
 import type { Deps } from './deps';
 import { errorHandler, notFoundHandler } from './http/error-handler';
@@ -9,8 +9,11 @@ import { webRouter } from './web/web.routes';
 
 export const INSTAGRAM_BASE_PATH = '/api/database/:subaccountId/chat-agents/:agentId/instagram';
 
-/** Builds the HTTP app from its dependencies. Never listens: main.ts owns the process. */
-export function createApp(deps: Deps): Express {
+/**
+ * Builds the HTTP app from its dependencies. Never listens: main.ts owns the process. `extraRouters` are
+ * mounted after the product's own routes (only the demo passes any).
+ */
+export function createApp(deps: Deps, extraRouters: Router[] = []): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', 1);
@@ -40,6 +43,7 @@ export function createApp(deps: Deps): Express {
 
   app.use(INSTAGRAM_BASE_PATH, instagramRouter(deps));
   app.use(webRouter());
+  for (const router of extraRouters) app.use(router);
 
   app.use(notFoundHandler);
   app.use(errorHandler(deps.logger));

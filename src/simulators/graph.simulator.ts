@@ -1,9 +1,9 @@
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
-import { randomBytes } from 'node:crypto';
 import { setTimeout as wait } from 'node:timers/promises';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { graphRoutes } from './graph.simulator.routes';
+import { simulatedMid } from './meta-webhook';
 
 /**
  * A loopback Meta Graph API (tests and `npm run demo`): both hosts, the shapes Meta documents.
@@ -117,11 +117,7 @@ export async function startGraphSimulator(opts: { version?: string } = {}): Prom
     failNext: (matcher, responses) => void failures.push({ matcher, responses: [...responses] }),
     clearFailures: () => void failures.splice(0),
     setDelay: (ms) => void (delayMs = ms),
-    nextMessageId: (accountId) =>
-      // Instagram mids are base64 of `ig_item:…`, hence the familiar `aWdf…` prefix.
-      Buffer.from(
-        `ig_item:1:IGMessageID:${accountId}:${++counter}${randomBytes(6).toString('hex')}`,
-      ).toString('base64url'),
+    nextMessageId: (accountId) => simulatedMid(accountId, String(++counter)),
     close: async () => undefined,
   };
 

@@ -1,4 +1,4 @@
-import { createHmac, randomBytes, randomInt } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import type {
   InstagramWebhookPayload,
   MessagingEvent,
@@ -151,7 +151,5 @@ export function aWebhookPayload(
   return { object: 'instagram', entry };
 }
 
-/** The `X-Hub-Signature-256` header value for a raw body: `sha256=` + lowercase hex HMAC-SHA256. */
-export function signPayload(rawBody: string | Buffer, appSecret: string): string {
-  return `sha256=${createHmac('sha256', appSecret).update(rawBody).digest('hex')}`;
-}
+/** The `X-Hub-Signature-256` header value for a raw body (Meta's side of a delivery, shared with the demo). */
+export { signPayload } from '../../src/simulators/meta-webhook';
