@@ -57,6 +57,9 @@ export async function handleInboundEvent(
   switch (event.kind) {
     case 'message':
     case 'postback':
+    case 'unsupported':
+    case 'referral':
+      // textForAgent decides what reaches the agent: a referral only when it carries text.
       return answerVisitor(d, thread, stored, ctx);
     case 'echo':
       return recordEcho(d, thread, event);
@@ -64,8 +67,9 @@ export async function handleInboundEvent(
       if (event.mid) await d.chats.markDeleted(thread.db, thread.agentId, thread.userId, event.mid);
       return 'done';
     default:
-      // Reads, reactions, edits, referrals without text and unsupported notices change nothing the agent
-      // must answer; they are acknowledged, kept in the inbox for the retention period, and dropped.
+      // Reads, reactions and edits change nothing the agent must answer (an edit comes after the agent
+      // already answered the original); they are acknowledged, kept in the inbox for the retention period,
+      // and dropped.
       return 'ignored';
   }
 }

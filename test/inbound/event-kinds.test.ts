@@ -252,3 +252,12 @@ describe('contact facts', () => {
     expect(h.graph.sent.filter((s) => s.recipientId === visitor)).toHaveLength(1);
   });
 });
+
+describe('messages Instagram cannot show', () => {
+  test('when Meta flags a message as unsupported, then the agent is told so and can answer', async () => {
+    const visitor = h.aVisitor();
+    await h.deliver(a, [anInstagramDm({ userId: visitor, accountId: a.accountId, text: undefined, message: { text: undefined, is_unsupported: true } })]);
+    await h.drain();
+    expect(askedWith(visitor)).toEqual([expect.stringMatching(/not support|cannot/i)]);
+  });
+});
