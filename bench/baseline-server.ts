@@ -16,7 +16,9 @@ async function main(): Promise<void> {
     res.status(200).send('EVENT_RECEIVED');
   });
   const server = app.listen(0, '127.0.0.1', () => {
-    process.stdout.write(`${JSON.stringify({ msg: 'listening', port: (server.address() as { port: number }).port })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ msg: 'listening', port: (server.address() as { port: number }).port })}\n`,
+    );
   });
   process.on('SIGTERM', () => server.close(() => void conn.close().then(() => process.exit(0))));
 }

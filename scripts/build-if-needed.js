@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm start` builds when dist/ is missing or older than any file under src/.
+// `npm start` (and `npm run demo`) build when dist/ is missing or older than any file under src/.
 const fs = require('node:fs');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
@@ -13,8 +13,10 @@ function newest(dir) {
   }
   return t;
 }
-const out = path.join(root, 'dist', 'main.js');
-const stale = !fs.existsSync(out) || fs.statSync(out).mtimeMs < newest(path.join(root, 'src'));
+// Entry points to check: dist/main.js, plus any given (`npm run demo` passes dist/demo/main.js).
+const outs = ['dist/main.js', ...process.argv.slice(2)].map((p) => path.join(root, p));
+const srcTime = newest(path.join(root, 'src'));
+const stale = outs.some((out) => !fs.existsSync(out) || fs.statSync(out).mtimeMs < srcTime);
 if (stale) {
   process.stderr.write('building…\n');
   execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'], {

@@ -29,7 +29,11 @@ export interface ServerOptions {
  * The connector as a running service: database (embedded when no MONGODB_URI) → deps → HTTP → worker.
  * Shared by `npm start` (main.ts) and `npm run demo`; owns no process concerns (signals, exit codes).
  */
-export async function startServer(config: Config, logger: Logger, o: ServerOptions = {}): Promise<RunningConnector> {
+export async function startServer(
+  config: Config,
+  logger: Logger,
+  o: ServerOptions = {},
+): Promise<RunningConnector> {
   let embedded: RunningServer | undefined;
   let uri = config.mongodbUri;
   if (!uri) {
@@ -103,5 +107,8 @@ export function stopOnSignals(logger: Logger, stop: () => Promise<void>): void {
 
 /** A development-only `super_admin` token, signed with the configured secret. */
 export function devSuperAdminToken(config: Config, userId = 'dev-admin'): string {
-  return jwt.sign({ userId, role: 'super_admin' }, config.jwtSecret, { algorithm: 'HS256', expiresIn: '12h' });
+  return jwt.sign({ userId, role: 'super_admin' }, config.jwtSecret, {
+    algorithm: 'HS256',
+    expiresIn: '12h',
+  });
 }

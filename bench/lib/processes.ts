@@ -46,8 +46,10 @@ async function startProc(cmd: string, args: string[], env: Record<string, string
   const deadline = Date.now() + 60_000;
   let port = 0;
   while (!port) {
-    if (child.exitCode !== null) throw new Error(`process exited: ${fs.readFileSync(logFile, 'utf8').slice(-2000)}`);
-    if (Date.now() > deadline) throw new Error(`process did not listen: ${fs.readFileSync(logFile, 'utf8').slice(-2000)}`);
+    if (child.exitCode !== null)
+      throw new Error(`process exited: ${fs.readFileSync(logFile, 'utf8').slice(-2000)}`);
+    if (Date.now() > deadline)
+      throw new Error(`process did not listen: ${fs.readFileSync(logFile, 'utf8').slice(-2000)}`);
     const line = fs
       .readFileSync(logFile, 'utf8')
       .split('\n')

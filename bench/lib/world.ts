@@ -2,8 +2,8 @@ import crypto from 'node:crypto';
 import http from 'node:http';
 import jwt from 'jsonwebtoken';
 import mongoose, { Types, type Connection } from 'mongoose';
-import { startGraphSimulator, type GraphSimulator } from '../../test/simulators/graph.simulator';
-import { startRetellSimulator, type RetellSimulator } from '../../test/simulators/retell.simulator';
+import { startGraphSimulator, type GraphSimulator } from '../../src/simulators/graph.simulator';
+import { startRetellSimulator, type RetellSimulator } from '../../src/simulators/retell.simulator';
 import { request } from './load';
 
 /**
@@ -161,14 +161,20 @@ export class World {
   }
 
   signedBody(events: object[]): { body: string; headers: Record<string, string> } {
-    const body = JSON.stringify({ object: 'instagram', entry: [{ id: this.accountId, time: Date.now(), messaging: events }] });
+    const body = JSON.stringify({
+      object: 'instagram',
+      entry: [{ id: this.accountId, time: Date.now(), messaging: events }],
+    });
     const sig = crypto.createHmac('sha256', this.appSecret).update(body).digest('hex');
     return { body, headers: { 'content-type': 'application/json', 'x-hub-signature-256': `sha256=${sig}` } };
   }
 
   async deliver(port: number, events: object[]) {
     const { body, headers } = this.signedBody(events);
-    const res = await request(this.agent, { port, path: this.path('webhook'), method: 'POST', headers, body });
+    const send = () =>
+      request(this.agent, { port, path: this.path('webhook'), method: 'POST', headers, body });
+    // A kept-alive socket the server closed while idle fails once; Meta retries too (deliveries are idempotent).
+    const res = await send().catch(() => send());
     if (res.status !== 200) throw new Error(`webhook answered ${res.status}: ${res.body.slice(0, 200)}`);
     return res;
   }
@@ -212,7 +218,10 @@ export class World {
 
   async close(): Promise<void> {
     this.agent.destroy();
-    await this.platformDb.useDb(this.subDbName).dropDatabase().catch(() => undefined);
+    await this.platformDb
+      .useDb(this.subDbName)
+      .dropDatabase()
+      .catch(() => undefined);
     await this.platformDb.dropDatabase().catch(() => undefined);
     await this.platformDb.close();
     await this.graph.close();

@@ -1,5 +1,6 @@
 import { Schema, type Connection } from 'mongoose';
 import { modelOn } from '../db/mongo';
+import { TtlCache } from '../lib/ttl-cache';
 
 /**
  * The platform's shared `chats` collection (contract §2): one document per Retell chat session, shared
@@ -54,7 +55,23 @@ schema.index({ 'metadata.channel': 1, agent_id: 1, 'metadata.instagram_user_id':
 const LABEL: Record<TurnRole, string> = { user: 'User', agent: 'Agent', operator: 'Operator' };
 export const transcriptLine = (t: ChatTurn) => `${LABEL[t.role]}: ${t.content}`;
 
+/** What this process last saw of a chat it appends to: enough to append again without reading it first. */
+interface SeenChat {
+  count: number;
+  transcript: string;
+  ids: ReadonlySet<string>;
+}
+const SEEN_MAX_TRANSCRIPT = 64 * 1024;
+const chatKey = (db: Connection, chatId: string) => `${db.host}:${db.port}/${db.name}\u0000${chatId}`;
+
 export class ChatsRepo {
+  /**
+   * The state this process last wrote or read per chat. An append starts from it instead of re-reading the
+   * chat (on FerretDB every read by `chat_id` scans the whole shared collection); the compare-and-set on
+   * `message_count` still catches any other writer, and then the chat is read again.
+   */
+  private readonly seen = new TtlCache<SeenChat>(30_000, 500);
+
   private model(db: Connection) {
     return modelOn(db, 'Chat', schema);
   }
@@ -104,6 +121,7 @@ export class ChatsRepo {
       updatedAt: now,
       lastMessageAt: now,
     });
+    this.seen.set(chatKey(db, doc.chat_id), { count: 0, transcript: '', ids: new Set() });
   }
 
   /**
@@ -114,31 +132,53 @@ export class ChatsRepo {
    */
   async appendTurn(db: Connection, chatId: string, turn: ChatTurn): Promise<boolean> {
     const chats = (await this.model(db)).collection;
+    const key = chatKey(db, chatId);
     for (let attempt = 0; attempt < 20; attempt++) {
-      const current = (await chats.findOne(
-        { chat_id: chatId },
-        { projection: { message_count: 1, transcript: 1, 'messages.message_id': 1 } },
-      )) as (Pick<ChatDoc, 'message_count' | 'transcript'> & { messages?: { message_id: string }[] }) | null;
-      if (!current) throw new Error(`chat ${chatId} not found`);
-      if (current.messages?.some((m) => m.message_id === turn.message_id)) return false;
+      const current = (attempt === 0 && this.seen.get(key)) || (await this.read(db, chatId));
+      if (current.ids.has(turn.message_id)) return false;
       const at = new Date(turn.created_timestamp);
       const transcript = current.transcript
         ? `${current.transcript}\n${transcriptLine(turn)}`
         : transcriptLine(turn);
-      const res = await chats.updateOne({ chat_id: chatId, message_count: current.message_count }, {
+      const res = await chats.updateOne({ chat_id: chatId, message_count: current.count }, {
         $push: { messages: turn },
         $set: {
-          message_count: current.message_count + 1,
+          message_count: current.count + 1,
           transcript,
           updatedAt: new Date(),
           lastMessageAt: at,
         },
       } as never);
-      if (res.modifiedCount === 1) return true;
+      if (res.modifiedCount === 1) {
+        if (transcript.length <= SEEN_MAX_TRANSCRIPT) {
+          this.seen.set(key, {
+            count: current.count + 1,
+            transcript,
+            ids: new Set([...current.ids, turn.message_id]),
+          });
+        } else this.seen.delete(key);
+        return true;
+      }
+      this.seen.delete(key); // another writer appended: read it again
     }
     throw Object.assign(new Error(`chat ${chatId}: too much contention appending a turn`), {
       transient: true,
     });
+  }
+
+  private async read(db: Connection, chatId: string): Promise<SeenChat> {
+    const current = (await (
+      await this.model(db)
+    ).collection.findOne(
+      { chat_id: chatId },
+      { projection: { message_count: 1, transcript: 1, 'messages.message_id': 1 } },
+    )) as (Pick<ChatDoc, 'message_count' | 'transcript'> & { messages?: { message_id: string }[] }) | null;
+    if (!current) throw new Error(`chat ${chatId} not found`);
+    return {
+      count: current.message_count,
+      transcript: current.transcript ?? '',
+      ids: new Set((current.messages ?? []).map((m) => m.message_id)),
+    };
   }
 
   async end(db: Connection, chatId: string): Promise<void> {

@@ -58,16 +58,19 @@ export class MessagesRepo {
     return modelOn(db, 'InstagramMessage', schema);
   }
 
-  /** Inserts the row unless it exists; true when it was new. */
+  /**
+   * Inserts the row unless it exists; true when it was new. A plain insert that the unique
+   * (agentId, messageId) index refuses for a repeat: no query at all, where an upsert would scan the whole
+   * collection on FerretDB (which only pushes `{ _id }` filters down to SQLite).
+   */
   async insert(db: Connection, row: Omit<MessageRow, '_id'>): Promise<boolean> {
-    const res = await (
-      await this.model(db)
-    ).collection.updateOne(
-      { agentId: row.agentId, messageId: row.messageId },
-      { $setOnInsert: { _id: new Types.ObjectId(), ...row } },
-      { upsert: true },
-    );
-    return res.upsertedCount === 1;
+    try {
+      await (await this.model(db)).collection.insertOne({ _id: new Types.ObjectId(), ...row });
+      return true;
+    } catch (err) {
+      if ((err as { code?: number })?.code === 11000) return false;
+      throw err;
+    }
   }
 
   async findByMid(db: Connection, agentId: string, mid: string): Promise<MessageRow | undefined> {

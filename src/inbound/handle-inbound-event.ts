@@ -38,6 +38,8 @@ interface Thread {
   userId: string;
 }
 
+const LAST_EVENT_AT_RESOLUTION_MS = 10_000;
+
 const hashOf = (s: string) => crypto.createHash('sha256').update(s).digest('hex').slice(0, 24);
 
 /**
@@ -52,7 +54,11 @@ export async function handleInboundEvent(
   const thread = await resolveThread(d, stored);
   if (!thread) return 'ignored';
   const event = stored.event;
-  await d.connectionRepo.update(thread.db, thread.agentId, { lastEventAt: new Date() });
+  // At most one write per connection every few seconds: on FerretDB each is a scan, and `/status` needs
+  // "recently", not the millisecond.
+  const seen = thread.connection.lastEventAt?.getTime() ?? 0;
+  if (Date.now() - seen > LAST_EVENT_AT_RESOLUTION_MS)
+    await d.connectionRepo.update(thread.db, thread.agentId, { lastEventAt: new Date() });
 
   switch (event.kind) {
     case 'message':

@@ -176,7 +176,12 @@ export class InboundWorker {
           this.logger.error({ err, attempts, kind: stored.event.kind }, 'inbound event failed');
         } else {
           const delay = Math.min(this.opts.backoffMaxMs, this.opts.backoffBaseMs * 2 ** (attempts - 1));
-          const jittered = delay / 2 + Math.random() * (delay / 2);
+          // Never sooner than the service asked (a rate limit's Retry-After).
+          const asked = Math.min(
+            this.opts.backoffMaxMs,
+            (err as { retryAfterMs?: number }).retryAfterMs ?? 0,
+          );
+          const jittered = Math.max(asked, delay / 2 + Math.random() * (delay / 2));
           await this.inbox.retryLater(stored._id, attempts, new Date(Date.now() + jittered), message);
           this.logger.warn(
             { attempts, retryInMs: Math.round(jittered), error: message },

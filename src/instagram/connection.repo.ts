@@ -1,6 +1,7 @@
 import { Schema, type Connection } from 'mongoose';
 import { modelOn } from '../db/mongo';
 import type { SecretBox } from '../lib/crypto';
+import { TtlCache } from '../lib/ttl-cache';
 
 /**
  * One Instagram connection per (subaccount, agent), in the subaccount's database. Secrets are sealed here,
@@ -53,7 +54,19 @@ const schema = new Schema<ConnectionDoc>(
   { collection: 'instagram_connections', versionKey: false, timestamps: true },
 );
 
+/**
+ * How long a found connection is served from memory. Every webhook and every inbound event looks it up;
+ * this process's own changes (connect, disconnect, updates) apply to the cache at once, another process's
+ * are seen within this time (docs/PERFORMANCE.md). A missing connection is never cached, so a fresh
+ * connection made through another process is never answered with "not connected" (events dropped).
+ */
+export const CONNECTION_CACHE_MS = 5_000;
+
+const cacheKey = (db: Connection, agentId: string) => `${db.host}:${db.port}/${db.name}\u0000${agentId}`;
+
 export class ConnectionRepo {
+  private readonly cache = new TtlCache<InstagramConnection>(CONNECTION_CACHE_MS);
+
   constructor(private readonly secrets: SecretBox) {}
 
   private model(db: Connection) {
@@ -61,8 +74,13 @@ export class ConnectionRepo {
   }
 
   async find(db: Connection, agentId: string): Promise<InstagramConnection | undefined> {
+    const hit = this.cache.get(cacheKey(db, agentId));
+    if (hit) return { ...hit };
     const doc = await (await this.model(db)).findOne({ agentId }).lean<StoredDoc>();
-    return doc ? this.fromDoc(doc) : undefined;
+    if (!doc) return undefined;
+    const c = this.fromDoc(doc);
+    this.cache.set(cacheKey(db, agentId), c);
+    return { ...c };
   }
 
   /** Replaces the agent's connection as a whole (connecting again replaces, never merges). */
@@ -73,12 +91,16 @@ export class ConnectionRepo {
       accessTokenSealed: this.secrets.seal(accessToken),
       ...(appSecret ? { appSecretSealed: this.secrets.seal(appSecret) } : {}),
     };
+    this.cache.delete(cacheKey(db, c.agentId));
     await (await this.model(db)).replaceOne({ agentId: c.agentId }, doc, { upsert: true });
+    this.cache.delete(cacheKey(db, c.agentId));
   }
 
   /** Deletes the document: the token is gone, not flagged. */
   async delete(db: Connection, agentId: string): Promise<void> {
+    this.cache.delete(cacheKey(db, agentId));
     await (await this.model(db)).deleteOne({ agentId });
+    this.cache.delete(cacheKey(db, agentId));
   }
 
   async update(
@@ -87,6 +109,8 @@ export class ConnectionRepo {
     set: Partial<Pick<InstagramConnection, 'webhookVerifiedAt' | 'lastEventAt' | 'tokenStatus'>>,
   ): Promise<void> {
     await (await this.model(db)).updateOne({ agentId }, { $set: set });
+    const hit = this.cache.get(cacheKey(db, agentId));
+    if (hit) this.cache.set(cacheKey(db, agentId), { ...hit, ...set });
   }
 
   private fromDoc(doc: StoredDoc): InstagramConnection {

@@ -1,5 +1,6 @@
 import { Schema, Types, type Connection } from 'mongoose';
 import { modelOn } from '../db/mongo';
+import { TtlCache } from '../lib/ttl-cache';
 
 /**
  * A note written before every send to Instagram and completed after it. Meta echoes each message a page
@@ -39,22 +40,44 @@ schema.index({ agentId: 1, userId: 1, status: 1, createdAt: -1 });
 /** How long an in-flight or uncertain send may still be matched to an echo by its text. */
 const MATCH_WINDOW_MS = 60 * 60_000;
 
+const isDuplicateKey = (err: unknown) => (err as { code?: number })?.code === 11000;
+const noteKey = (db: Connection, agentId: string, key: string) =>
+  `${db.host}:${db.port}/${db.name}\u0000${agentId}\u0000${key}`;
+
 export class OutboundRepo {
+  /**
+   * The `_id` of notes this process began, so completing one is a write by `_id` (FerretDB pushes only
+   * `{ _id }` filters down to SQLite; anything else scans the collection). Missing: found by (agent, key).
+   */
+  private readonly ids = new TtlCache<Types.ObjectId>(10 * 60_000, 5_000);
+
   private model(db: Connection) {
     return modelOn(db, 'InstagramOutbound', schema);
   }
 
-  /** Notes a send about to happen; returns the existing note when this key was noted before (a retry). */
+  /**
+   * Notes a send about to happen; returns the existing note when this key was noted before (a retry).
+   * A plain insert, which the unique (agentId, key) index refuses for a repeat: the first attempt, by far
+   * the common case, needs no query.
+   */
   async begin(
     db: Connection,
     note: Pick<OutboundNote, 'key' | 'agentId' | 'userId' | 'text' | 'attachmentUrl'>,
   ): Promise<OutboundNote> {
     const c = (await this.model(db)).collection;
-    await c.updateOne(
-      { agentId: note.agentId, key: note.key },
-      { $setOnInsert: { _id: new Types.ObjectId(), ...note, status: 'sending', createdAt: new Date() } },
-      { upsert: true },
-    );
+    const fresh: OutboundNote = {
+      _id: new Types.ObjectId(),
+      ...note,
+      status: 'sending',
+      createdAt: new Date(),
+    };
+    try {
+      await c.insertOne(fresh);
+      this.ids.set(noteKey(db, note.agentId, note.key), fresh._id);
+      return fresh;
+    } catch (err) {
+      if (!isDuplicateKey(err)) throw err;
+    }
     return (await c.findOne({ agentId: note.agentId, key: note.key })) as unknown as OutboundNote;
   }
 
@@ -64,7 +87,10 @@ export class OutboundRepo {
     key: string,
     set: { status: OutboundNote['status']; mid?: string },
   ): Promise<void> {
-    await (await this.model(db)).collection.updateOne({ agentId, key }, { $set: set });
+    const c = (await this.model(db)).collection;
+    const id = this.ids.get(noteKey(db, agentId, key));
+    if (id && (await c.updateOne({ _id: id }, { $set: set })).matchedCount === 1) return;
+    await c.updateOne({ agentId, key }, { $set: set });
   }
 
   /**

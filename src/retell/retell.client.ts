@@ -44,6 +44,9 @@ export class RetellClient {
           timeout: opts.timeoutMs ?? 30_000,
           // The SDK retries 408/409/429/5xx and network errors with backoff, honouring retry-after.
           maxRetries: opts.maxRetries ?? 2,
+          // Failures reach our logs through RetellError, with ids and codes only; the SDK's own console
+          // output would bypass the structured logger and its redaction.
+          logLevel: 'off',
         })
       : undefined;
   }

@@ -1,5 +1,11 @@
 import { createHmac, randomBytes } from 'node:crypto';
-import type { InstagramWebhookPayload, MessagingEvent } from '../instagram/webhook.types';
+import type {
+  InstagramWebhookPayload,
+  MessagingEvent,
+  WebhookAttachment,
+  WebhookMessage,
+} from '../instagram/webhook.types';
+import type { SentMessageRecord } from './graph.simulator';
 
 /**
  * Meta's side of a webhook delivery: the `{ object: 'instagram', entry: [...] }` envelope and the
@@ -35,4 +41,34 @@ export async function postWebhook(
   const res = await fetch(url, { method: 'POST', headers, body: raw, signal: AbortSignal.timeout(10_000) });
   await res.arrayBuffer();
   return res.status;
+}
+
+type SentAttachment = { type?: string; payload?: { url?: string } } | undefined;
+
+/**
+ * Instagram's echo of a message the account sent through the Send API: `is_echo`, the same `mid`, sender
+ * and recipient swapped. https://developers.facebook.com/documentation/business-messaging/instagram-messaging/webhooks
+ */
+export function echoOf(sent: SentMessageRecord): MessagingEvent {
+  const message: WebhookMessage = { mid: sent.messageId, is_echo: true };
+  const att = sent.message.attachment as SentAttachment;
+  if (typeof sent.message.text === 'string') message.text = sent.message.text;
+  else if (att?.type) {
+    message.attachments = [
+      { type: att.type as WebhookAttachment['type'], payload: { url: att.payload?.url } },
+    ];
+  }
+  return {
+    sender: { id: sent.accountId },
+    recipient: { id: sent.recipientId },
+    timestamp: sent.timestamp,
+    message,
+  };
+}
+
+/** A sent message as one line: its text, or `[image] https://…`. */
+export function describeSent(sent: SentMessageRecord): string {
+  if (typeof sent.message.text === 'string') return sent.message.text;
+  const att = sent.message.attachment as SentAttachment;
+  return `[${att?.type ?? 'attachment'}] ${att?.payload?.url ?? ''}`.trim();
 }

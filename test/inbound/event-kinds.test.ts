@@ -256,7 +256,14 @@ describe('contact facts', () => {
 describe('messages Instagram cannot show', () => {
   test('when Meta flags a message as unsupported, then the agent is told so and can answer', async () => {
     const visitor = h.aVisitor();
-    await h.deliver(a, [anInstagramDm({ userId: visitor, accountId: a.accountId, text: undefined, message: { text: undefined, is_unsupported: true } })]);
+    await h.deliver(a, [
+      anInstagramDm({
+        userId: visitor,
+        accountId: a.accountId,
+        text: undefined,
+        message: { text: undefined, is_unsupported: true },
+      }),
+    ]);
     await h.drain();
     expect(askedWith(visitor)).toEqual([expect.stringMatching(/not support|cannot/i)]);
   });

@@ -1,7 +1,11 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { RetellClient, RetellError } from '../../src/retell/retell.client';
-import { simMessages, startRetellSimulator, type RetellSimulator } from '../../src/simulators/retell.simulator';
+import {
+  simMessages,
+  startRetellSimulator,
+  type RetellSimulator,
+} from '../../src/simulators/retell.simulator';
 
 /** Injected failures carry `retry-after-ms: 0`, which retell-sdk honours, so retries cost no time. */
 const now = { 'retry-after-ms': '0' };

@@ -1,0 +1,493 @@
+import { Types } from 'mongoose';
+import { closedLoop, request, type RequestSpec } from './load';
+import { startBaseline, startConnector, type Proc } from './processes';
+import { figure, summary, type Figure } from './stats';
+import { World } from './world';
+import http from 'node:http';
+
+/** The five scenarios of issue 7. Each returns its figures; a figure's `rounds` are the per-round values. */
+export interface Opts {
+  rounds: number;
+  roundMs: number;
+  turnsPerUser: number;
+  readsTurns: number;
+  readsUsers: number;
+  soakEvents: number;
+  soakBudgetMs: number;
+  serverUri: string;
+  log(line: string): void;
+}
+
+export type Figures = Record<
+  string,
+  Figure | string | number | boolean | Record<string, unknown> | unknown[]
+>;
+
+let dbCounter = 0;
+const dbName = (s: string) => `bench_${s}_${process.pid}_${++dbCounter}`;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function withWorld<T>(o: Opts, name: string, fn: (w: World) => Promise<T>): Promise<T> {
+  const w = new World(o.serverUri, dbName(name));
+  await w.start();
+  try {
+    return await fn(w);
+  } finally {
+    await w.close();
+  }
+}
+
+// 1. Webhook intake vs a bare insertOne endpoint ---------------------------------------------------------
+
+export async function intake(o: Opts, concurrencies = [1, 16, 64]): Promise<Figures> {
+  return withWorld(o, 'intake', async (w) => {
+    const c = await startConnector({ ...w.connectorEnv(), WORKER_ENABLED: 'false' });
+    const b = await startBaseline(`${o.serverUri}/${w.dbName}_baseline`);
+    const out: Figures = { note: 'connector worker off: intake only (verify → parse → insertMany → 200)' };
+    try {
+      await w.connect(c.port);
+      const spec =
+        (proc: Proc, path: string) =>
+        (i: number): RequestSpec => {
+          const { body, headers } = w.signedBody([w.dm(w.visitor(i % 1000)).event]);
+          return { port: proc.port, path, method: 'POST', headers, body };
+        };
+      const targets = [
+        ['connector', spec(c, w.path('webhook'))],
+        ['baseline', spec(b, '/webhook')],
+      ] as const;
+      for (const conc of concurrencies) {
+        const per: Record<string, { tput: number[]; p50: number[]; p99: number[]; failed: number }> = {};
+        for (const [name, next] of targets) {
+          per[name] = { tput: [], p50: [], p99: [], failed: 0 };
+          await closedLoop(conc, 1000, next); // warm-up
+        }
+        for (let r = 0; r < o.rounds; r++) {
+          for (const [name, next] of targets) {
+            const res = await closedLoop(conc, o.roundMs, next);
+            const s = summary(res.latenciesMs);
+            per[name]!.tput.push((res.ok / res.elapsedMs) * 1000);
+            per[name]!.p50.push(s.p50);
+            per[name]!.p99.push(s.p99);
+            per[name]!.failed += res.failed;
+          }
+        }
+        for (const [name, v] of Object.entries(per)) {
+          out[`${name}.c${conc}.throughput`] = figure(v.tput, 'req/s');
+          out[`${name}.c${conc}.p50`] = figure(v.p50, 'ms');
+          out[`${name}.c${conc}.p99`] = figure(v.p99, 'ms');
+          out[`${name}.c${conc}.failed`] = v.failed;
+        }
+        o.log(
+          `intake c=${conc}: connector ${(out[`connector.c${conc}.throughput`] as Figure).median} req/s p99 ${(out[`connector.c${conc}.p99`] as Figure).median} ms; baseline ${(out[`baseline.c${conc}.throughput`] as Figure).median} req/s`,
+        );
+      }
+    } finally {
+      await c.stop();
+      await b.stop();
+    }
+    return out;
+  });
+}
+
+// 2. Turn overhead: ack → Graph send ---------------------------------------------------------------------
+
+export async function turns(o: Opts, userCounts = [1, 16, 64], delays = [0, 800]): Promise<Figures> {
+  return withWorld(o, 'turns', async (w) => {
+    const c = await startConnector(w.connectorEnv());
+    w.echoPorts = [c.port];
+    const out: Figures = {
+      note: 'each user sends its next DM when the previous reply was sent; overhead = send − ack − agent delay; echoes delivered',
+    };
+    let base = 0;
+    try {
+      await w.connect(c.port);
+      for (const delay of delays) {
+        w.retell.setDelay(delay);
+        for (const n of userCounts) {
+          const users = Array.from({ length: n }, (_, i) => w.visitor(base + i));
+          base += n;
+          const oneRound = async (k: number) => {
+            const started = Date.now();
+            const seqs: number[] = [];
+            await Promise.all(
+              users.map(async (u) => {
+                for (let i = 0; i < k; i++) {
+                  const [s] = await w.sendDms(c.port, u);
+                  seqs.push(s!);
+                  await w.waitForReplies([s!], 60_000);
+                }
+              }),
+            );
+            const overhead = seqs.map((s) => {
+              const t = w.turns.get(s)!;
+              return t.sentAt! - t.ackAt - delay;
+            });
+            return { overhead, tput: (seqs.length / (Date.now() - started)) * 1000 };
+          };
+          const key = `${delay ? 'slow' : 'instant'}.u${n}`;
+          const p50: number[] = [];
+          const p99: number[] = [];
+          const tput: number[] = [];
+          try {
+            await oneRound(1); // warm-up: creates each user's Retell chat
+            for (let r = 0; r < o.rounds; r++) {
+              const res = await oneRound(o.turnsPerUser);
+              const s = summary(res.overhead);
+              p50.push(s.p50);
+              p99.push(s.p99);
+              tput.push(res.tput);
+            }
+          } catch (err) {
+            // A reply slower than the bound: reported, and the remaining user counts still measured.
+            out[`${key}.error`] = (err as Error).message;
+            o.log(`turns ${key}: ${(err as Error).message}`);
+            continue;
+          }
+          out[`${key}.overhead.p50`] = figure(p50, 'ms');
+          out[`${key}.overhead.p99`] = figure(p99, 'ms');
+          out[`${key}.throughput`] = figure(tput, 'turns/s');
+          o.log(
+            `turns ${key}: overhead p50 ${figure(p50, 'ms').median} p99 ${figure(p99, 'ms').median} ms, ${figure(tput, '').median} turns/s`,
+          );
+        }
+      }
+    } finally {
+      await c.stop();
+    }
+    return out;
+  });
+}
+
+// 3. Reads with many stored turns -------------------------------------------------------------------------
+
+export async function reads(o: Opts): Promise<Figures> {
+  return withWorld(o, 'reads', async (w) => {
+    const sub = w.platformDb.useDb(w.subDbName);
+    const t0 = Date.now();
+    await seedTurns(w, o.readsTurns, o.readsUsers);
+    const seedMs = Date.now() - t0;
+    o.log(
+      `reads: seeded ${o.readsTurns} turns over ${o.readsUsers} users in ${(seedMs / 1000).toFixed(1)} s`,
+    );
+    void sub;
+    const c = await startConnector({ ...w.connectorEnv(), WORKER_ENABLED: 'false' });
+    const out: Figures = { turns: o.readsTurns, users: o.readsUsers, seedSeconds: Math.round(seedMs / 1000) };
+    const agent = new http.Agent({ keepAlive: true });
+    try {
+      await w.connect(c.port);
+      const headers = w.bearer('user');
+      const routes: Record<string, () => string> = {
+        messages: () => w.path('messages?limit=50'),
+        messagesOfUser: () =>
+          w.path(`messages?limit=50&userId=${w.visitor(Math.floor(Math.random() * o.readsUsers))}`),
+        conversations: () => w.path('conversations?limit=50'),
+      };
+      for (const [name, path] of Object.entries(routes)) {
+        for (let i = 0; i < 2; i++) await request(agent, { port: c.port, path: path(), headers }); // warm-up
+        const p50: number[] = [];
+        const p99: number[] = [];
+        for (let r = 0; r < o.rounds; r++) {
+          const lat: number[] = [];
+          const end = Date.now() + o.roundMs;
+          while ((Date.now() < end || lat.length < 3) && lat.length < 200) {
+            const res = await request(agent, { port: c.port, path: path(), headers });
+            if (res.status !== 200) throw new Error(`${name}: ${res.status} ${res.body.slice(0, 200)}`);
+            lat.push(res.ms);
+          }
+          const s = summary(lat);
+          p50.push(s.p50);
+          p99.push(s.p99);
+        }
+        out[`${name}.p50`] = figure(p50, 'ms');
+        out[`${name}.p99`] = figure(p99, 'ms');
+        o.log(`reads ${name}: p50 ${figure(p50, 'ms').median} ms, p99 ${figure(p99, 'ms').median} ms`);
+      }
+    } finally {
+      agent.destroy();
+      await c.stop();
+    }
+    return out;
+  });
+}
+
+/**
+ * Stored history written in the shapes the repositories write (chats documents, the messages index,
+ * conversation summaries), in bulk: `turns` turns over `users` users, alternating user and agent turns.
+ */
+async function seedTurns(w: World, turns: number, users: number): Promise<void> {
+  const db = w.platformDb.useDb(w.subDbName);
+  const perUser = Math.ceil(turns / users);
+  const start = Date.now() - turns * 1000;
+  let chats: object[] = [];
+  let rows: object[] = [];
+  let convs: object[] = [];
+  const flush = async (force = false) => {
+    if (rows.length >= 5000 || force) {
+      if (rows.length)
+        await db.collection('instagram_messages').insertMany(rows as never[], { ordered: false });
+      if (chats.length) await db.collection('chats').insertMany(chats as never[], { ordered: false });
+      if (convs.length)
+        await db.collection('instagram_conversations').insertMany(convs as never[], { ordered: false });
+      rows = [];
+      chats = [];
+      convs = [];
+    }
+  };
+  let written = 0;
+  for (let u = 0; u < users && written < turns; u++) {
+    const userId = w.visitor(u);
+    const chatId = `chat_seed_${u}`;
+    const messages: Record<string, unknown>[] = [];
+    let last = 0;
+    let lastInbound = 0;
+    let lastText = '';
+    for (let i = 0; i < perUser && written < turns; i++, written++) {
+      const ts = start + ((written * 997) % (turns * 1000)) + i;
+      const role = i % 2 === 0 ? 'user' : 'agent';
+      const content =
+        role === 'user' ? `question ${i} from visitor ${u}` : `Thanks! answer ${i} for visitor ${u}`;
+      const messageId = `ig_seed_${u}_${i}`;
+      const mid = `aWdfseed${u}x${i}`;
+      messages.push({
+        message_id: messageId,
+        role,
+        content,
+        created_timestamp: ts,
+        instagram_mid: mid,
+        attachments: [],
+        ...(role === 'agent' ? { delivery_status: 'sent' } : {}),
+      });
+      rows.push({
+        _id: new Types.ObjectId(),
+        agentId: w.agentId,
+        userId,
+        chatId,
+        messageId,
+        role,
+        content,
+        attachments: [],
+        timestamp: new Date(ts),
+        status: role === 'user' ? 'received' : 'sent',
+        instagramMid: mid,
+      });
+      last = Math.max(last, ts);
+      if (role === 'user') lastInbound = Math.max(lastInbound, ts);
+      lastText = content;
+    }
+    chats.push({
+      chat_id: chatId,
+      agent_id: w.agentId,
+      subaccountId: w.subaccountId,
+      chat_status: 'ongoing',
+      start_timestamp: start,
+      end_timestamp: null,
+      transcript: messages
+        .map((m) => `${m.role === 'user' ? 'User' : 'Agent'}: ${String(m.content)}`)
+        .join('\n'),
+      message_count: messages.length,
+      messages,
+      metadata: {
+        channel: 'instagram',
+        instagram_user_id: userId,
+        instagram_account_id: w.accountId,
+        instagram_username: `visitor_${u}`,
+      },
+      createdBy: 'instagram-connector',
+      createdAt: new Date(start),
+      updatedAt: new Date(last),
+      lastMessageAt: new Date(last),
+    });
+    convs.push({
+      _id: new Types.ObjectId(),
+      agentId: w.agentId,
+      userId,
+      username: `visitor_${u}`,
+      lastMessage: lastText,
+      lastMessageRole: 'agent',
+      lastMessageAt: new Date(last),
+      lastInboundAt: new Date(lastInbound),
+      messageCount: messages.length,
+    });
+    await flush();
+  }
+  await flush(true);
+}
+
+// 4. Soak ---------------------------------------------------------------------------------------------------
+
+export async function soak(o: Opts): Promise<Figures> {
+  return withWorld(o, 'soak', async (w) => {
+    const c = await startConnector(w.connectorEnv());
+    w.echoPorts = [c.port];
+    const dmsWanted = Math.ceil(o.soakEvents / 2); // each DM's reply comes back as an echo: 2 events
+    const users = 500;
+    const batch = 10; // Meta batches events; 10 DMs per POST
+    const maxOutstanding = 200;
+    try {
+      await w.connect(c.port);
+      const warm = await w.sendDms(c.port, w.visitor(0));
+      await w.waitForReplies(warm, 30_000);
+      const rss: Record<string, number> = { start: Math.round(c.rssMb()) };
+      const started = Date.now();
+      const deadline = started + o.soakBudgetMs;
+      let fed = 0;
+      const replied = () => [...w.turns.values()].filter((t) => t.sentAt !== undefined).length - warm.length;
+      const rate: { at: number; replied: number }[] = [];
+      let lastSample = 0;
+      while (fed < dmsWanted && Date.now() < deadline) {
+        if (fed - replied() >= maxOutstanding) {
+          await sleep(20);
+        } else {
+          const events: object[] = [];
+          const seqs: number[] = [];
+          for (let i = 0; i < batch && fed < dmsWanted; i++, fed++) {
+            const { seq, event } = w.dm(w.visitor(1 + (fed % users)), Date.now() + i);
+            w.turns.set(seq, { seq, userId: w.visitor(1 + (fed % users)), ackAt: 0 });
+            events.push(event);
+            seqs.push(seq);
+          }
+          await w.deliver(c.port, events);
+          const now = Date.now();
+          for (const s of seqs) w.turns.get(s)!.ackAt = now;
+        }
+        if (rss.middle === undefined && fed >= dmsWanted / 2) rss.middle = Math.round(c.rssMb());
+        if (Date.now() - lastSample > 10_000) {
+          lastSample = Date.now();
+          rate.push({ at: Math.round((Date.now() - started) / 1000), replied: replied() });
+          o.log(`soak: ${fed} DMs fed, ${replied()} answered, rss ${Math.round(c.rssMb())} MB`);
+        }
+      }
+      const feedMs = Date.now() - started;
+      const drainDeadline = Date.now() + Math.max(60_000, o.soakBudgetMs / 4);
+      let backlog = await w.backlog();
+      while ((backlog > 0 || replied() < fed) && Date.now() < drainDeadline) {
+        await sleep(500);
+        backlog = await w.backlog();
+      }
+      await sleep(1000); // the last echoes
+      backlog = await w.backlog();
+      rss.middle ??= Math.round(c.rssMb());
+      rss.end = Math.round(c.rssMb());
+      const totalMs = Date.now() - started;
+      const eventsStored = await w.platformDb.collection('instagram_inbound_events').countDocuments({});
+      const failed = await w.platformDb
+        .collection('instagram_inbound_events')
+        .countDocuments({ status: 'failed' });
+      const done = replied();
+      const firstRate =
+        rate.length > 1 ? (rate[1]!.replied - rate[0]!.replied) / (rate[1]!.at - rate[0]!.at) : NaN;
+      const lastRate =
+        rate.length > 2
+          ? (rate.at(-1)!.replied - rate.at(-2)!.replied) / (rate.at(-1)!.at - rate.at(-2)!.at)
+          : NaN;
+      const out: Figures = {
+        eventsWanted: o.soakEvents,
+        dmsFed: fed,
+        dmsAnswered: done,
+        eventsStored,
+        eventsFailed: failed,
+        complete: fed >= dmsWanted,
+        feedSeconds: Math.round(feedMs / 1000),
+        totalSeconds: Math.round(totalMs / 1000),
+        dmsPerSecond: Math.round((done / totalMs) * 1000 * 10) / 10,
+        dmsPerSecondFirst10s: Math.round(firstRate * 10) / 10,
+        dmsPerSecondLast10s: Math.round(lastRate * 10) / 10,
+        rssMb: rss,
+        rssGrowthMb: rss.end - rss.start,
+        backlogAtEnd: backlog,
+        progress: rate,
+      };
+      o.log(`soak: ${JSON.stringify({ ...out, progress: undefined })}`);
+      return out;
+    } finally {
+      await c.stop();
+    }
+  });
+}
+
+// 5. Scale out: two processes on one database ----------------------------------------------------------------
+
+export async function scaleOut(o: Opts): Promise<Figures> {
+  return withWorld(o, 'scale', async (w) => {
+    const out: Figures = {};
+    let base = 0;
+    await withProcs(w, 1, false, async () => undefined, true); // connects the agent once
+    for (const n of [1, 2]) {
+      // intake (workers off), 64 concurrent deliveries spread over the processes
+      await withProcs(w, n, false, async (ps) => {
+        const next = (i: number): RequestSpec => {
+          const { body, headers } = w.signedBody([w.dm(w.visitor(i % 1000)).event]);
+          return { port: ps[i % n]!.port, path: w.path('webhook'), method: 'POST', headers, body };
+        };
+        await closedLoop(64, 1000, next);
+        const tput: number[] = [];
+        for (let r = 0; r < o.rounds; r++) {
+          const res = await closedLoop(64, o.roundMs, next);
+          tput.push((res.ok / res.elapsedMs) * 1000);
+        }
+        out[`p${n}.intake.throughput`] = figure(tput, 'req/s');
+      });
+      // clear the intake's events so the turn run starts from an empty inbox
+      await w.platformDb.collection('instagram_inbound_events').deleteMany({});
+      // turns (workers on): 64 users, 5 DMs each sent back to back, deliveries alternating between processes
+      await withProcs(w, n, true, async (ps) => {
+        w.echoPorts = ps.map((p) => p.port);
+        const tput: number[] = [];
+        let orderKept = true;
+        for (let r = 0; r <= o.rounds; r++) {
+          const users = Array.from({ length: 64 }, (_, i) => w.visitor(5000 + base + i));
+          base += 64;
+          const started = Date.now();
+          const all: number[] = [];
+          const sentOrder = new Map<string, number[]>();
+          await Promise.all(
+            users.map(async (u, ui) => {
+              for (let i = 0; i < 5; i++) {
+                const [s] = await w.sendDms(ps[(ui + i) % n]!.port, u);
+                all.push(s!);
+                sentOrder.set(u, [...(sentOrder.get(u) ?? []), s!]);
+              }
+            }),
+          );
+          await w.waitForReplies(all, 180_000);
+          if (r > 0) tput.push((all.length / (Date.now() - started)) * 1000); // round 0 is the warm-up
+          for (const u of users) {
+            if (JSON.stringify(w.repliesByUser.get(u)) !== JSON.stringify(sentOrder.get(u)))
+              orderKept = false;
+          }
+        }
+        out[`p${n}.turns.throughput`] = figure(tput, 'turns/s');
+        out[`p${n}.turns.orderKept`] = orderKept;
+      });
+      o.log(
+        `scale p=${n}: ${JSON.stringify(
+          Object.fromEntries(
+            Object.entries(out)
+              .filter(([k]) => k.startsWith(`p${n}`))
+              .map(([k, v]) => [k, (v as Figure).median ?? v]),
+          ),
+        )}`,
+      );
+    }
+    return out;
+  });
+}
+
+async function withProcs<T>(
+  w: World,
+  n: number,
+  worker: boolean,
+  fn: (ps: Proc[]) => Promise<T>,
+  connectFirst = false,
+): Promise<T> {
+  const ps: Proc[] = [];
+  try {
+    for (let i = 0; i < n; i++)
+      ps.push(await startConnector({ ...w.connectorEnv(), WORKER_ENABLED: String(worker) }));
+    if (connectFirst) await w.connect(ps[0]!.port);
+    return await fn(ps);
+  } finally {
+    await Promise.all(ps.map((p) => p.stop()));
+  }
+}

@@ -1,0 +1,259 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startDb, type DbKind } from './lib/databases';
+import { intake, reads, scaleOut, soak, turns, type Figures, type Opts } from './lib/scenarios';
+import { fmt, ratio, type Figure } from './lib/stats';
+
+/**
+ * `npm run bench [-- --db=ferretdb,mongo-java|uri] [--quick] [--only=intake,turns,reads,soak,scale]
+ *                 [--rounds=N] [--soak=EVENTS] [--soak-minutes=M] [--reads-turns=N]`
+ *
+ * Starts each database, the connector as its own process(es) (`node dist/main.js`), and the loopback Graph
+ * and Retell simulators; runs the scenarios of issue 7 with a warm-up and several rounds; prints a table
+ * and writes bench/results.json. Every figure is reported as median (min–max) over rounds, and beside the
+ * baseline measured in the same run where the issue names one.
+ */
+const args = new Map(
+  process.argv.slice(2).map((a) => {
+    const [k, v] = a.replace(/^--/, '').split('=');
+    return [k!, v ?? 'true'] as const;
+  }),
+);
+const quick = args.has('quick');
+const dbs = (args.get('db') ?? (process.env.MONGODB_URI ? 'uri' : 'ferretdb,mongo-java')).split(
+  ',',
+) as DbKind[];
+const only = new Set((args.get('only') ?? 'intake,turns,reads,soak,scale').split(','));
+
+const baseOpts = {
+  rounds: Number(args.get('rounds') ?? (quick ? 2 : 3)),
+  roundMs: quick ? 2000 : 3000,
+  turnsPerUser: quick ? 2 : 3,
+  readsTurns: Number(args.get('reads-turns') ?? (quick ? 20_000 : 100_000)),
+  readsUsers: quick ? 1000 : 5000,
+  soakEvents: Number(args.get('soak') ?? (quick ? 2_000 : 100_000)),
+  soakBudgetMs: Number(args.get('soak-minutes') ?? (quick ? 1 : 3)) * 60_000,
+};
+
+const log = (line: string) => process.stderr.write(`[bench] ${line}\n`);
+
+interface Row {
+  scenario: string;
+  figure: string;
+  value: string;
+  baseline?: string;
+  ratio?: number;
+  target?: string;
+  met?: boolean;
+}
+
+async function main(): Promise<void> {
+  const machine = {
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model,
+    memoryGb: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    platform: `${os.platform()} ${os.release()}`,
+  };
+  const runs: Record<string, unknown>[] = [];
+  for (const kind of dbs) {
+    let db;
+    try {
+      db = await startDb(kind);
+    } catch (err) {
+      log(`${kind}: cannot start (${(err as Error).message.split('\n')[0]}); skipped`);
+      runs.push({ db: kind, skipped: (err as Error).message.split('\n')[0] });
+      continue;
+    }
+    log(`database: ${db.version} at ${db.uri}`);
+    const o: Opts = { ...baseOpts, serverUri: db.uri, log: (l) => log(`${kind} ${l}`) };
+    const scenarios: Record<string, Figures> = {};
+    const started = Date.now();
+    try {
+      for (const [name, fn] of [
+        ['intake', intake],
+        ['turns', turns],
+        ['reads', reads],
+        ['soak', soak],
+        ['scale', scaleOut],
+      ] as const) {
+        if (!only.has(name)) continue;
+        const t0 = Date.now();
+        try {
+          scenarios[name] = await fn(o);
+        } catch (err) {
+          log(`${kind} ${name} failed: ${(err as Error).stack}`);
+          scenarios[name] = { error: String((err as Error).message) };
+        }
+        log(`${kind} ${name} took ${Math.round((Date.now() - t0) / 1000)} s`);
+      }
+    } finally {
+      await db.stop();
+    }
+    const rows = tableRows(scenarios);
+    runs.push({
+      db: kind,
+      version: db.version,
+      seconds: Math.round((Date.now() - started) / 1000),
+      options: { ...baseOpts, quick },
+      scenarios,
+      rows,
+    });
+    printTable(`${db.version}`, rows);
+  }
+  const file = path.join(__dirname, 'results.json');
+  // Runs on other databases from earlier invocations are kept, so `--db=…` runs add up to one file.
+  const earlier = fs.existsSync(file)
+    ? ((JSON.parse(fs.readFileSync(file, 'utf8')) as { runs?: { db: string }[] }).runs ?? [])
+    : [];
+  const kept = earlier.filter((r) => !runs.some((n) => n.db === r.db));
+  fs.writeFileSync(
+    file,
+    `${JSON.stringify({ at: new Date().toISOString(), machine, runs: [...kept, ...runs] }, null, 2)}\n`,
+  );
+  log(`wrote ${path.relative(process.cwd(), file)}`);
+}
+
+function tableRows(s: Record<string, Figures>): Row[] {
+  const rows: Row[] = [];
+  const f = (sc: string, k: string) => s[sc]?.[k] as Figure | undefined;
+  if (s.intake && !s.intake.error) {
+    for (const c of [1, 16, 64]) {
+      const t = f('intake', `connector.c${c}.throughput`)!;
+      const b = f('intake', `baseline.c${c}.throughput`)!;
+      const r = ratio(t, b);
+      rows.push({
+        scenario: 'intake',
+        figure: `c=${c} throughput`,
+        value: fmt(t),
+        baseline: fmt(b),
+        ratio: r,
+        target: '≥ 0.5× baseline',
+        met: r >= 0.5,
+      });
+      const p99 = f('intake', `connector.c${c}.p99`)!;
+      rows.push({
+        scenario: 'intake',
+        figure: `c=${c} ack p50 / p99`,
+        value: `${f('intake', `connector.c${c}.p50`)!.median} / ${fmt(p99)}`,
+        baseline: `${f('intake', `baseline.c${c}.p50`)!.median} / ${fmt(f('intake', `baseline.c${c}.p99`))}`,
+        ratio: ratio(p99, f('intake', `baseline.c${c}.p99`)!),
+        ...(c === 64 ? { target: 'p99 < 50 ms', met: p99.median < 50 } : {}),
+      });
+    }
+  }
+  if (s.turns && !s.turns.error) {
+    for (const mode of ['instant', 'slow']) {
+      const one = f('turns', `${mode}.u1.throughput`);
+      for (const u of [1, 16, 64]) {
+        const p99 = f('turns', `${mode}.u${u}.overhead.p99`);
+        const t = f('turns', `${mode}.u${u}.throughput`);
+        const failed = s.turns[`${mode}.u${u}.error`];
+        if (failed)
+          rows.push({
+            scenario: `turn (${mode})`,
+            figure: `${u} users`,
+            value: `did not finish: ${String(failed)}`,
+            met: false,
+          });
+        if (!p99 || !t) continue;
+        rows.push({
+          scenario: `turn (${mode === 'slow' ? 'agent 800 ms' : 'instant'})`,
+          figure: `${u} users: overhead p50 / p99; throughput`,
+          value: `${f('turns', `${mode}.u${u}.overhead.p50`)!.median} / ${fmt(p99)}; ${fmt(t)}`,
+          baseline: one ? `1 user: ${one.median} turns/s` : undefined,
+          ratio: one ? ratio(t, one) : undefined,
+          ...(mode === 'instant' && u === 16 ? { target: 'p99 < 100 ms', met: p99.median < 100 } : {}),
+          ...(mode === 'slow' && u > 1
+            ? { target: 'throughput grows with users', met: ratio(t, one!) > 1.5 }
+            : {}),
+        });
+      }
+    }
+  }
+  if (s.reads && !s.reads.error) {
+    for (const k of ['messages', 'messagesOfUser', 'conversations']) {
+      const p99 = f('reads', `${k}.p99`)!;
+      rows.push({
+        scenario: `reads (${s.reads.turns} turns / ${s.reads.users} users)`,
+        figure: `${k} p50 / p99`,
+        value: `${f('reads', `${k}.p50`)!.median} / ${fmt(p99)}`,
+        target: 'p99 < 30 ms',
+        met: p99.median < 30,
+      });
+    }
+  }
+  if (s.soak && !s.soak.error) {
+    const k = s.soak as Record<string, unknown>;
+    const rss = k.rssMb as Record<string, number>;
+    rows.push({
+      scenario: 'soak',
+      figure: 'events through the pipeline',
+      value: `${Number(k.dmsAnswered) * 2} of ${k.eventsWanted} (${k.dmsPerSecond} DMs/s; first ${k.dmsPerSecondFirst10s}, last ${k.dmsPerSecondLast10s})`,
+      target: `${k.eventsWanted} events`,
+      met: Boolean(k.complete),
+    });
+    rows.push({
+      scenario: 'soak',
+      figure: 'RSS start / middle / end',
+      value: `${rss.start} / ${rss.middle} / ${rss.end} MB`,
+      target: 'growth < 50 MB',
+      met: Number(k.rssGrowthMb) < 50,
+    });
+    rows.push({
+      scenario: 'soak',
+      figure: 'backlog at end',
+      value: String(k.backlogAtEnd),
+      target: '0',
+      met: k.backlogAtEnd === 0,
+    });
+  }
+  if (s.scale && !s.scale.error) {
+    for (const k of ['intake.throughput', 'turns.throughput']) {
+      const one = f('scale', `p1.${k}`)!;
+      const two = f('scale', `p2.${k}`)!;
+      rows.push({
+        scenario: 'scale out',
+        figure: `2 processes: ${k}`,
+        value: fmt(two),
+        baseline: `1 process: ${fmt(one)}`,
+        ratio: ratio(two, one),
+      });
+    }
+    rows.push({
+      scenario: 'scale out',
+      figure: 'per-user order kept (1 / 2 processes)',
+      value: `${s.scale['p1.turns.orderKept']} / ${s.scale['p2.turns.orderKept']}`,
+      target: 'true',
+      met: s.scale['p1.turns.orderKept'] === true && s.scale['p2.turns.orderKept'] === true,
+    });
+  }
+  for (const [k, v] of Object.entries(s))
+    if (v.error) rows.push({ scenario: k, figure: 'error', value: String(v.error) });
+  return rows;
+}
+
+function printTable(title: string, rows: Row[]): void {
+  const head = ['scenario', 'figure', 'value: median (min–max)', 'baseline', 'ratio', 'target', 'met'];
+  const cells = rows.map((r) => [
+    r.scenario,
+    r.figure,
+    r.value,
+    r.baseline ?? '',
+    r.ratio?.toString() ?? '',
+    r.target ?? '',
+    r.met === undefined ? '' : r.met ? 'yes' : 'NO',
+  ]);
+  process.stdout.write(`\n### ${title}\n\n| ${head.join(' | ')} |\n|${head.map(() => ' --- ').join('|')}|\n`);
+  for (const c of cells) process.stdout.write(`| ${c.join(' | ')} |\n`);
+  process.stdout.write('\n');
+}
+
+// Exit when done: a simulator's or driver's idle keep-alive socket must not keep the bench alive.
+void main()
+  .then(() => process.exit(0))
+  .catch((err: unknown) => {
+    process.stderr.write(`bench failed: ${(err as Error).stack}\n`);
+    process.exit(1);
+  });
