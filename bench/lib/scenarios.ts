@@ -370,7 +370,9 @@ export async function soak(o: Opts): Promise<Figures> {
       rss.middle ??= Math.round(c.rssMb());
       rss.end = Math.round(c.rssMb());
       const totalMs = Date.now() - started;
-      const eventsStored = await w.platformDb.collection('instagram_inbound_events').countDocuments({});
+      const eventsStored =
+        (await w.platformDb.collection('instagram_inbound_events').countDocuments({})) +
+        (await w.platformDb.collection('instagram_inbound_handled').countDocuments({}));
       const failed = await w.platformDb
         .collection('instagram_inbound_events')
         .countDocuments({ status: 'failed' });
@@ -430,6 +432,7 @@ export async function scaleOut(o: Opts): Promise<Figures> {
       });
       // clear the intake's events so the turn run starts from an empty inbox
       await w.platformDb.collection('instagram_inbound_events').deleteMany({});
+      await w.platformDb.collection('instagram_inbound_handled').deleteMany({});
       // turns (workers on): 64 users, 5 DMs each sent back to back, deliveries alternating between processes
       await withProcs(w, n, true, async (ps) => {
         w.echoPorts = ps.map((p) => p.port);

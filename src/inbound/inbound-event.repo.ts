@@ -1,11 +1,16 @@
-import { Schema, Types, type Connection } from 'mongoose';
+import { Schema, type Connection } from 'mongoose';
 import { modelOn } from '../db/mongo';
 import type { InboundEvent } from './inbound-event';
 
 /**
- * The inbox: every acknowledged webhook event, stored before the 200 under a unique key, so Meta's
+ * The inbox: every acknowledged webhook event, stored before the 200 with its unique key as `_id`, so Meta's
  * redeliveries are no-ops and a crash after the ack loses nothing. Events are handled per thread
  * (agent × Instagram user) in timestamp order by whichever worker holds that thread's lease.
+ *
+ * Two collections: `instagram_inbound_events` holds only what is still to do (pending) or given up on
+ * (failed), so the worker's queries stay small however much history there is — on FerretDB every query
+ * but `{ _id }` reads the whole collection. Handled events move to `instagram_inbound_handled`, keyed by the
+ * same `_id`: a redelivery that arrives after its event was handled is recognised there by `_id` and dropped.
  */
 export type InboxStatus = 'pending' | 'done' | 'failed' | 'ignored';
 
@@ -18,7 +23,8 @@ export interface Progress {
 }
 
 export interface StoredEvent {
-  _id: Types.ObjectId;
+  /** `${subaccountId}:${agentId}:${event.key}`: unique per Meta event. */
+  _id: string;
   dedupeKey: string;
   subaccountId: string;
   agentId: string;
@@ -33,27 +39,34 @@ export interface StoredEvent {
   progress?: Progress;
 }
 
-const schema = new Schema<StoredEvent>(
-  {
-    dedupeKey: { type: String, required: true },
-    subaccountId: { type: String, required: true },
-    agentId: { type: String, required: true },
-    threadKey: { type: String, required: true },
-    event: { type: Schema.Types.Mixed, required: true },
-    status: { type: String, required: true },
-    attempts: { type: Number, default: 0 },
-    availableAt: { type: Date, required: true },
-    receivedAt: { type: Date, required: true },
-    doneAt: Date,
-    lastError: String,
-    progress: { type: Schema.Types.Mixed },
-  },
-  { collection: 'instagram_inbound_events', versionKey: false, minimize: false },
-);
-schema.index({ dedupeKey: 1 }, { unique: true });
+const fields = {
+  _id: { type: String, required: true },
+  dedupeKey: { type: String, required: true },
+  subaccountId: { type: String, required: true },
+  agentId: { type: String, required: true },
+  threadKey: { type: String, required: true },
+  event: { type: Schema.Types.Mixed, required: true },
+  status: { type: String, required: true },
+  attempts: { type: Number, default: 0 },
+  availableAt: { type: Date, required: true },
+  receivedAt: { type: Date, required: true },
+  doneAt: Date,
+  lastError: String,
+  progress: { type: Schema.Types.Mixed },
+};
+const schema = new Schema<StoredEvent>(fields, {
+  collection: 'instagram_inbound_events',
+  versionKey: false,
+  minimize: false,
+});
 schema.index({ status: 1, availableAt: 1 }); // the worker's poll
 schema.index({ threadKey: 1, status: 1, 'event.timestamp': 1 }); // one thread's pending events in order
-schema.index({ status: 1, doneAt: 1 }); // retention sweep
+const handledSchema = new Schema<StoredEvent>(fields, {
+  collection: 'instagram_inbound_handled',
+  versionKey: false,
+  minimize: false,
+});
+handledSchema.index({ doneAt: 1 }); // retention sweep
 
 interface LeaseDoc {
   _id: string;
@@ -78,6 +91,10 @@ export class InboxRepo {
     return modelOn(this.platformDb, 'InstagramInboundEvent', schema);
   }
 
+  handled() {
+    return modelOn(this.platformDb, 'InstagramInboundHandled', handledSchema);
+  }
+
   private leases() {
     return modelOn(this.platformDb, 'InstagramThreadLease', leaseSchema);
   }
@@ -87,6 +104,7 @@ export class InboxRepo {
     if (events.length === 0) return 0;
     const now = new Date();
     const docs = events.map((event) => ({
+      _id: `${subaccountId}:${agentId}:${event.key}`,
       dedupeKey: `${subaccountId}:${agentId}:${event.key}`,
       subaccountId,
       agentId,
@@ -99,7 +117,7 @@ export class InboxRepo {
     }));
     const Events = await this.events();
     try {
-      const inserted = await Events.collection.insertMany(docs, { ordered: false });
+      const inserted = await Events.collection.insertMany(docs as never[], { ordered: false });
       return inserted.insertedCount;
     } catch (err) {
       const e = err as {
@@ -136,19 +154,35 @@ export class InboxRepo {
     return doc ?? undefined;
   }
 
-  async saveProgress(id: Types.ObjectId, progress: Progress): Promise<void> {
+  async saveProgress(id: string, progress: Progress): Promise<void> {
     await (await this.events()).updateOne({ _id: id }, { $set: { progress } });
   }
 
-  async finish(id: Types.ObjectId, status: 'done' | 'ignored'): Promise<void> {
-    await (await this.events()).updateOne({ _id: id }, { $set: { status, doneAt: new Date() } });
+  /** Was an event with this key handled already? (A redelivery that came after it was handled.) */
+  async isHandled(id: string): Promise<boolean> {
+    return (await (await this.handled()).exists({ _id: id })) !== null;
   }
 
-  async retryLater(id: Types.ObjectId, attempts: number, availableAt: Date, error: string): Promise<void> {
+  /** Moves the event to the handled collection: kept there for deduplication and inspection. */
+  async finish(stored: StoredEvent, status: 'done' | 'ignored'): Promise<void> {
+    try {
+      await (await this.handled()).collection.insertOne({ ...stored, status, doneAt: new Date() } as never);
+    } catch (err) {
+      if (!isDuplicateKey(err)) throw err; // moved before a crash that left the pending copy behind
+    }
+    await this.dropPending(stored._id);
+  }
+
+  async dropPending(id: string): Promise<void> {
+    await (await this.events()).deleteOne({ _id: id });
+  }
+
+  async retryLater(id: string, attempts: number, availableAt: Date, error: string): Promise<void> {
     await (await this.events()).updateOne({ _id: id }, { $set: { attempts, availableAt, lastError: error } });
   }
 
-  async fail(id: Types.ObjectId, attempts: number, error: string): Promise<void> {
+  /** Given up on: stays in the inbox as `failed`, with its last error, for operators to see. */
+  async fail(id: string, attempts: number, error: string): Promise<void> {
     await (
       await this.events()
     ).updateOne({ _id: id }, { $set: { status: 'failed', attempts, lastError: error, doneAt: new Date() } });
@@ -191,16 +225,16 @@ export class InboxRepo {
 
   /** Retention: handled events older than `olderThan` are deleted (dedupe needs them only while Meta may redeliver). */
   async sweep(olderThan: Date): Promise<number> {
-    const res = await (
-      await this.events()
-    ).deleteMany({ status: { $in: ['done', 'ignored'] }, doneAt: { $lt: olderThan } });
+    const res = await (await this.handled()).deleteMany({ doneAt: { $lt: olderThan } });
     return res.deletedCount;
   }
 }
 
 /**
  * An echo already in the inbox for a thread with exactly this text, sent at or after `since` (ms): how an
- * ambiguous send failure is reconciled — if Meta echoed the text, the message was delivered.
+ * ambiguous send failure is reconciled — if Meta echoed the text, the message was delivered. Only pending
+ * events need looking at: the echo belongs to the same thread and comes after the send, so it waits behind
+ * the event that is reconciling (and an echo handled earlier has claimed the outbound note instead).
  */
 export async function findEchoOf(
   inbox: InboxRepo,

@@ -166,8 +166,13 @@ export class InboundWorker {
     };
     await logContext.run(logCtx, async () => {
       try {
+        if (await this.inbox.isHandled(stored._id)) {
+          // Meta delivered it again after it was handled: acknowledged at intake, dropped here.
+          await this.inbox.dropPending(stored._id);
+          return;
+        }
         const outcome = await this.handler(stored, ctx);
-        await this.inbox.finish(stored._id, outcome);
+        await this.inbox.finish(stored, outcome);
       } catch (err) {
         const attempts = stored.attempts + 1;
         const message = String((err as Error)?.message ?? err).slice(0, 500);

@@ -172,8 +172,11 @@ describe('other events', () => {
     ]);
     await h.drain();
     expect(askedWith(visitor)).toEqual(['after all that']);
+    expect(
+      await h.t.platformDb.collection('instagram_inbound_events').countDocuments({ agentId: a.agentId }),
+    ).toBe(0);
     const statuses = await h.t.platformDb
-      .collection('instagram_inbound_events')
+      .collection('instagram_inbound_handled')
       .find({ agentId: a.agentId, 'event.userId': visitor })
       .toArray();
     // The DM is done; the read, both reactions, the edit and the echo of our own reply are ignored.

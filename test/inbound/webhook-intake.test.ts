@@ -11,8 +11,10 @@ beforeEach(async () => {
   a = await h.connectAgent();
 });
 
-const inbox = () => h.t.platformDb.collection('instagram_inbound_events');
-const storedFor = (agent: ConnectedAgent) => inbox().countDocuments({ agentId: agent.agentId });
+/** Events stored for the agent: still to do (the inbox) or handled (moved to the handled collection). */
+const storedFor = async (agent: ConnectedAgent) =>
+  (await h.t.platformDb.collection('instagram_inbound_events').countDocuments({ agentId: agent.agentId })) +
+  (await h.t.platformDb.collection('instagram_inbound_handled').countDocuments({ agentId: agent.agentId }));
 
 describe('signature', () => {
   test('when the signature is right, then 200 and the event is stored', async () => {
@@ -171,5 +173,27 @@ describe('production without any app secret', () => {
     } finally {
       await prod.close();
     }
+  });
+});
+
+describe('the inbox', () => {
+  test('when events are handled, then they leave the inbox for the handled collection, and a later redelivery is dropped there', async () => {
+    const visitor = h.aVisitor();
+    const dm = anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'moved along' });
+    await h.deliver(a, [dm]);
+    await h.drain();
+    const pending = h.t.platformDb.collection('instagram_inbound_events');
+    const handled = h.t.platformDb.collection('instagram_inbound_handled');
+    expect(await pending.countDocuments({ agentId: a.agentId })).toBe(0);
+    expect(await handled.findOne({ agentId: a.agentId, 'event.mid': dm.message!.mid })).toMatchObject({
+      status: 'done',
+    });
+
+    // Meta delivers it again, a day later: stored (intake cannot tell cheaply), recognised by the worker, dropped.
+    expect((await h.deliver(a, [dm])).body.data.stored).toBe(1);
+    await h.drain();
+    expect(await pending.countDocuments({ agentId: a.agentId })).toBe(0);
+    expect(h.retell.completions.filter((c) => c.content === 'moved along')).toHaveLength(1);
+    expect(h.graph.sent.filter((s) => s.recipientId === visitor)).toHaveLength(1);
   });
 });
