@@ -1,4 +1,3 @@
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import fs from 'node:fs';
@@ -11,13 +10,13 @@ import { startRetellSimulator, type RetellSimulator } from '../../src/simulators
 import { testDbUri, uniqueName } from '../setup/db';
 import { adminOf, TEST_ENCRYPTION_KEY, TEST_JWT_SECRET } from '../setup/tokens';
 import { waitFor } from '../setup/wait-for';
+import { buildOnce, startChildServer } from '../setup/child-server';
 
 /**
  * The real server as a child process, killed with SIGKILL after it acknowledged a DM and while the agent
  * was being asked. A new process on the same database must answer that DM — once.
  */
 jest.setTimeout(120_000);
-const root = path.join(__dirname, '..', '..');
 
 let graph: GraphSimulator;
 let retell: RetellSimulator;
@@ -25,10 +24,7 @@ let uri: string;
 let platformDb: mongoose.Connection;
 
 beforeAll(async () => {
-  execFileSync(process.execPath, [path.join(root, 'scripts', 'build-if-needed.js')], {
-    cwd: root,
-    stdio: 'inherit',
-  });
+  buildOnce();
   graph = await startGraphSimulator();
   retell = await startRetellSimulator();
   uri = testDbUri(uniqueName('platform_crash'));
@@ -41,12 +37,9 @@ afterAll(async () => {
   await retell.close();
 });
 
-function startServer(): Promise<{ child: ChildProcess; base: string }> {
-  const env = {
-    PATH: process.env.PATH,
-    HOME: process.env.HOME,
+function startServer() {
+  return startChildServer({
     NODE_ENV: 'test',
-    PORT: '0',
     MONGODB_URI: uri,
     JWT_SECRET: TEST_JWT_SECRET,
     TOKEN_ENCRYPTION_KEY: TEST_ENCRYPTION_KEY,
@@ -56,21 +49,6 @@ function startServer(): Promise<{ child: ChildProcess; base: string }> {
     RETELL_API_KEY: retell.apiKey,
     WORKER_LEASE_SECONDS: '2',
     DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'igc-crash-')),
-  };
-  const child = spawn(process.execPath, [path.join(root, 'dist', 'main.js')], {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  return new Promise((resolve, reject) => {
-    const onData = (d: Buffer) => {
-      out += d.toString();
-      const m = /"port":(\d+).*"msg":"listening"/.exec(out);
-      if (m) resolve({ child, base: `http://127.0.0.1:${m[1]}` });
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`server exited ${code}: ${out}`)));
   });
 }
 
@@ -140,7 +118,6 @@ test('when the process is killed after acknowledging a DM and before replying, t
     const turns = chats.flatMap((c) => c.messages as { role: string }[]);
     expect(turns.map((t) => t.role)).toEqual(['user', 'agent']);
   } finally {
-    server.child.kill('SIGTERM');
-    await new Promise((r) => server.child.once('exit', r));
+    expect(await server.stop()).toBe(0);
   }
 });
