@@ -3,6 +3,7 @@ import { closedLoop, request, type RequestSpec } from './load';
 import { startBaseline, startConnector, type Proc } from './processes';
 import { figure, summary, type Figure } from './stats';
 import { World } from './world';
+import { conversationId, preview } from '../../src/chats/conversations.repo';
 import http from 'node:http';
 
 /** The five scenarios of issue 7. Each returns its figures; a figure's `rounds` are the per-round values. */
@@ -299,12 +300,11 @@ async function seedTurns(w: World, turns: number, users: number): Promise<void> 
       lastMessageAt: new Date(last),
     });
     convs.push({
-      _id: new Types.ObjectId(),
+      _id: conversationId(w.agentId, userId),
       agentId: w.agentId,
       userId,
       username: `visitor_${u}`,
-      lastMessage: lastText,
-      lastMessageRole: 'agent',
+      lastMessageKey: `${new Date(last).toISOString()}\u0000agent\u0000${preview(lastText)}`,
       lastMessageAt: new Date(last),
       lastInboundAt: new Date(lastInbound),
       messageCount: messages.length,

@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import { Schema, Types, type Connection } from 'mongoose';
 import { modelOn } from '../db/mongo';
 import type { TurnRole } from './chats.repo';
@@ -5,6 +6,11 @@ import type { TurnRole } from './chats.repo';
 /**
  * One row per (agent, Instagram user), kept up to date as turns are written, so `/conversations` and the
  * 24-hour window never scan chats. Also holds the human-takeover pause.
+ *
+ * Every write is by `_id` alone, and the `_id` is derived from (agent, user): FerretDB 1.24 serves only an
+ * exact `{ _id }` filter from an index and scans the collection for anything else. The preview moves only
+ * forward in time without a conditional filter: `lastMessageKey` is "<ISO time> <role> <text>", and `$max`
+ * keeps the greatest, i.e. the newest turn, atomically, however turns interleave.
  */
 export interface ConversationRow {
   _id: Types.ObjectId;
@@ -19,13 +25,17 @@ export interface ConversationRow {
   aiPausedUntil?: Date;
 }
 
-const schema = new Schema<ConversationRow>(
+interface ConversationDoc extends Omit<ConversationRow, 'lastMessage' | 'lastMessageRole'> {
+  /** `${ISO time}\u0000${role}\u0000${preview}`: fixed-width time first, so string order is time order. */
+  lastMessageKey?: string;
+}
+
+const schema = new Schema<ConversationDoc>(
   {
     agentId: { type: String, required: true },
     userId: { type: String, required: true },
     username: String,
-    lastMessage: String,
-    lastMessageRole: String,
+    lastMessageKey: String,
     lastMessageAt: Date,
     lastInboundAt: Date,
     messageCount: { type: Number, default: 0 },
@@ -47,13 +57,32 @@ export function preview(text: string): string {
 
 const isDuplicateKey = (err: unknown) => (err as { code?: number })?.code === 11000;
 
+/** The row's `_id`: the first 12 bytes of SHA-256 over (agent, user), as an ObjectId (cursors stay hex). */
+export function conversationId(agentId: string, userId: string): Types.ObjectId {
+  return new Types.ObjectId(
+    crypto.createHash('sha256').update(`${agentId}\u0000${userId}`).digest().subarray(0, 12),
+  );
+}
+
+function fromDoc(doc: ConversationDoc): ConversationRow {
+  const { lastMessageKey, ...rest } = doc;
+  if (lastMessageKey === undefined) return rest as ConversationRow; // paused before anyone wrote
+  const [, role, text] = lastMessageKey.split('\u0000');
+  return { ...rest, lastMessage: text ?? '', lastMessageRole: role as TurnRole };
+}
+
 export class ConversationsRepo {
   model(db: Connection) {
     return modelOn(db, 'InstagramConversation', schema);
   }
 
   async get(db: Connection, agentId: string, userId: string): Promise<ConversationRow | undefined> {
-    return (await (await this.model(db)).findOne({ agentId, userId }).lean<ConversationRow>()) ?? undefined;
+    const doc = await (
+      await this.model(db)
+    )
+      .findById(conversationId(agentId, userId))
+      .lean<ConversationDoc>();
+    return doc ? fromDoc(doc) : undefined;
   }
 
   /** Counts a new turn; moves the preview only forward in time (turns may be recorded out of order). */
@@ -64,23 +93,24 @@ export class ConversationsRepo {
     turn: { role: TurnRole; text: string; at: Date },
   ): Promise<void> {
     const c = (await this.model(db)).collection;
-    const inc: Record<string, unknown> = { $inc: { messageCount: 1 } };
-    if (turn.role === 'user') inc.$max = { lastInboundAt: turn.at };
+    const max: Record<string, unknown> = {
+      lastMessageAt: turn.at,
+      lastMessageKey: `${turn.at.toISOString()}\u0000${turn.role}\u0000${preview(turn.text)}`,
+    };
+    if (turn.role === 'user') max.lastInboundAt = turn.at;
     await this.upsert(() =>
       c.updateOne(
-        { agentId, userId },
-        { ...inc, $setOnInsert: { _id: new Types.ObjectId() } },
+        { _id: conversationId(agentId, userId) },
+        { $inc: { messageCount: 1 }, $max: max, $setOnInsert: { agentId, userId } },
         { upsert: true },
       ),
-    );
-    await c.updateOne(
-      { agentId, userId, $or: [{ lastMessageAt: { $lte: turn.at } }, { lastMessageAt: null }] },
-      { $set: { lastMessage: preview(turn.text), lastMessageRole: turn.role, lastMessageAt: turn.at } },
     );
   }
 
   async setUsername(db: Connection, agentId: string, userId: string, username: string): Promise<void> {
-    await (await this.model(db)).collection.updateOne({ agentId, userId }, { $set: { username } });
+    await (
+      await this.model(db)
+    ).collection.updateOne({ _id: conversationId(agentId, userId) }, { $set: { username } });
   }
 
   /** Pauses the AI for this user until `until` (or resumes it with `undefined`). */
@@ -89,8 +119,8 @@ export class ConversationsRepo {
     const update = until ? { $set: { aiPausedUntil: until } } : { $unset: { aiPausedUntil: '' } };
     await this.upsert(() =>
       c.updateOne(
-        { agentId, userId },
-        { ...update, $setOnInsert: { _id: new Types.ObjectId(), messageCount: 0 } },
+        { _id: conversationId(agentId, userId) },
+        { ...update, $setOnInsert: { agentId, userId, messageCount: 0 } },
         { upsert: true },
       ),
     );
@@ -101,8 +131,8 @@ export class ConversationsRepo {
     const c = (await this.model(db)).collection;
     await this.upsert(() =>
       c.updateOne(
-        { agentId, userId },
-        { $max: { aiPausedUntil: until }, $setOnInsert: { _id: new Types.ObjectId(), messageCount: 0 } },
+        { _id: conversationId(agentId, userId) },
+        { $max: { aiPausedUntil: until }, $setOnInsert: { agentId, userId, messageCount: 0 } },
         { upsert: true },
       ),
     );
@@ -138,9 +168,9 @@ export class ConversationsRepo {
       .find(filter)
       .sort({ lastMessageAt: -1, _id: -1 })
       .limit(opts.limit + 1)
-      .lean<ConversationRow[]>();
+      .lean<ConversationDoc[]>();
     const more = rows.length > opts.limit;
-    const page = more ? rows.slice(0, opts.limit) : rows;
+    const page = (more ? rows.slice(0, opts.limit) : rows).map(fromDoc);
     const last = page[page.length - 1];
     return {
       rows: page,
@@ -148,7 +178,7 @@ export class ConversationsRepo {
     };
   }
 
-  /** Two first writers for one user race on the unique index: the loser simply applies its update again. */
+  /** Two first writers for one user race on the `_id`: the loser simply applies its update again. */
   private async upsert(op: () => Promise<unknown>): Promise<void> {
     try {
       await op();

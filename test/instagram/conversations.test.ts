@@ -2,7 +2,7 @@ import { startHarness, type ConnectedAgent, type Harness } from '../setup/harnes
 import { anInstagramDm } from '../factories/instagram';
 import { HOUR, storedTurns } from '../factories/turns';
 import { userOf } from '../setup/tokens';
-import { PREVIEW_LENGTH } from '../../src/chats/conversations.repo';
+import { PREVIEW_LENGTH, conversationId } from '../../src/chats/conversations.repo';
 
 let h: Harness;
 let shared: ConnectedAgent; // for tests that store nothing
@@ -120,7 +120,11 @@ test('when paging with limit=2 through five conversations, then each appears exa
     return pages;
   };
 
-  expect(await pageThrough()).toEqual([[users[4], users[3]], [users[2], users[1]], [users[0]]]);
+  // Tied rows come in descending _id order (the _id is derived from agent and user).
+  const tied = [users[3]!, users[4]!].sort((x, y) =>
+    conversationId(a.agentId, y).toHexString().localeCompare(conversationId(a.agentId, x).toHexString()),
+  );
+  expect(await pageThrough()).toEqual([tied, [users[2], users[1]], [users[0]]]);
 
   // A visitor further down writes again while the operator pages: the row moves to the top (seen on the
   // next first page) and never shows up twice.
@@ -129,10 +133,7 @@ test('when paging with limit=2 through five conversations, then each appears exa
     if (!wrote) await storedTurns(h, a, users[1]!, [{ role: 'user' }]);
     wrote = true;
   });
-  expect(pages).toEqual([
-    [users[4], users[3]],
-    [users[2], users[0]],
-  ]);
+  expect(pages).toEqual([tied, [users[2], users[0]]]);
   const first = await get(a, '?limit=2');
   expect(first.body.data.conversations[0].userId).toBe(users[1]);
 });
@@ -151,4 +152,18 @@ test.each([
 test('when nobody wrote yet, then an empty list', async () => {
   const res = await get(shared);
   expect(res.body).toEqual({ success: true, data: { conversations: [], nextCursor: null } });
+});
+
+test('when an older turn is recorded after a newer one, then the preview and times stay on the newer one', async () => {
+  const a = await h.connectAgent();
+  const u = h.aVisitor();
+  const now = Date.now();
+  await storedTurns(h, a, u, [
+    { role: 'user', content: 'the newest words', at: now - 1000 },
+    { role: 'agent', content: 'an older answer recorded late', at: now - 60_000 },
+  ]);
+  const row = (await get(a, '')).body.data.conversations.find((r: { userId: string }) => r.userId === u);
+  expect(row).toMatchObject({ lastMessage: 'the newest words', messageCount: 2 });
+  expect(new Date(row.lastMessageAt).getTime()).toBe(now - 1000);
+  expect(new Date(row.lastInboundAt).getTime()).toBe(now - 1000);
 });
