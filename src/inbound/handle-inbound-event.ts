@@ -161,8 +161,9 @@ async function answerVisitor(
  */
 async function recordEcho(d: InboundDeps, t: Thread, event: InboundEvent): Promise<'done' | 'ignored'> {
   if (!event.mid) return 'ignored';
-  if (await d.recorder.messages.findByMid(t.db, t.agentId, event.mid)) return 'ignored';
+  // Ours by mid (one lookup by _id), or an in-flight send with the same text; then a turn recorded by mid.
   if (await d.outbound.claimEcho(t.db, t.agentId, t.userId, event.mid, event.text)) return 'ignored';
+  if (await d.recorder.messages.findByMid(t.db, t.agentId, event.mid)) return 'ignored';
 
   const sessions = new ChatSessions(d, d.platform.retellFor(t.subaccount));
   const chatId = await sessions.currentForOperator(t);

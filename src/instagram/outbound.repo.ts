@@ -37,6 +37,16 @@ schema.index({ agentId: 1, key: 1 }, { unique: true });
 schema.index({ agentId: 1, mid: 1 });
 schema.index({ agentId: 1, userId: 1, status: 1, createdAt: -1 });
 
+/**
+ * The Instagram message ids of what we sent, keyed `_id = agentId:mid`: recognising the echo of our own
+ * message is then one lookup by `_id` (the only filter FerretDB 1.24 serves from an index), not a scan.
+ */
+const midSchema = new Schema<{ _id: string; at: Date }>(
+  { _id: String, at: Date },
+  { collection: 'instagram_outbound_mids', versionKey: false },
+);
+const midId = (agentId: string, mid: string) => `${agentId}:${mid}`;
+
 /** How long an in-flight or uncertain send may still be matched to an echo by its text. */
 const MATCH_WINDOW_MS = 60 * 60_000;
 
@@ -53,6 +63,23 @@ export class OutboundRepo {
 
   private model(db: Connection) {
     return modelOn(db, 'InstagramOutbound', schema);
+  }
+
+  private mids(db: Connection) {
+    return modelOn(db, 'InstagramOutboundMid', midSchema);
+  }
+
+  private async rememberMid(db: Connection, agentId: string, mid: string): Promise<void> {
+    try {
+      await (await this.mids(db)).collection.insertOne({ _id: midId(agentId, mid), at: new Date() } as never);
+    } catch (err) {
+      if (!isDuplicateKey(err)) throw err;
+    }
+  }
+
+  /** Did we send the message with this mid? (One lookup by `_id`.) */
+  async isOurs(db: Connection, agentId: string, mid: string): Promise<boolean> {
+    return (await (await this.mids(db)).exists({ _id: midId(agentId, mid) })) !== null;
   }
 
   /**
@@ -88,6 +115,7 @@ export class OutboundRepo {
     set: { status: OutboundNote['status']; mid?: string },
   ): Promise<void> {
     const c = (await this.model(db)).collection;
+    if (set.mid) await this.rememberMid(db, agentId, set.mid);
     const id = this.ids.get(noteKey(db, agentId, key));
     if (id && (await c.updateOne({ _id: id }, { $set: set })).matchedCount === 1) return;
     await c.updateOne({ agentId, key }, { $set: set });
@@ -105,7 +133,7 @@ export class OutboundRepo {
     text: string | undefined,
   ): Promise<boolean> {
     const c = (await this.model(db)).collection;
-    if (await c.findOne({ agentId, mid })) return true;
+    if (await this.isOurs(db, agentId, mid)) return true;
     const filter: Record<string, unknown> = {
       agentId,
       userId,
@@ -119,6 +147,7 @@ export class OutboundRepo {
       { $set: { status: 'sent', mid } },
       { sort: { createdAt: 1 } },
     );
+    if (claimed) await this.rememberMid(db, agentId, mid);
     return Boolean(claimed);
   }
 
