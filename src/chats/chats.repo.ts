@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import { Schema, type Connection } from 'mongoose';
 import { modelOn } from '../db/mongo';
 import { TtlCache } from '../lib/ttl-cache';
@@ -51,6 +52,13 @@ export interface ChatDoc {
 const schema = new Schema<ChatDoc>({}, { collection: 'chats', strict: false, versionKey: false });
 schema.index({ chat_id: 1 });
 schema.index({ 'metadata.channel': 1, agent_id: 1, 'metadata.instagram_user_id': 1, chat_status: 1 });
+
+/**
+ * A turn's `message_id`, derived from what caused it (an inbound event key, an outbound part key), so a
+ * retry after a crash writes the same turn again and the append recognises it.
+ */
+export const turnId = (cause: string) =>
+  `ig_${crypto.createHash('sha256').update(cause).digest('hex').slice(0, 24)}`;
 
 const LABEL: Record<TurnRole, string> = { user: 'User', agent: 'Agent', operator: 'Operator' };
 export const transcriptLine = (t: ChatTurn) => `${LABEL[t.role]}: ${t.content}`;

@@ -1,8 +1,7 @@
-import crypto from 'node:crypto';
 import type { Connection } from 'mongoose';
 import type { Logger } from '../lib/logger';
 import type { Platform, Subaccount } from '../platform/platform';
-import type { ChatsRepo, ChatTurn } from '../chats/chats.repo';
+import { turnId, type ChatsRepo, type ChatTurn } from '../chats/chats.repo';
 import type { ConversationsRepo } from '../chats/conversations.repo';
 import type { TurnRecorder } from '../chats/turn-recorder';
 import type { ConnectionRepo, InstagramConnection } from '../instagram/connection.repo';
@@ -39,8 +38,6 @@ interface Thread {
 }
 
 const LAST_EVENT_AT_RESOLUTION_MS = 10_000;
-
-const hashOf = (s: string) => crypto.createHash('sha256').update(s).digest('hex').slice(0, 24);
 
 /**
  * What happens to one stored webhook event. A plain function of (deps, event): the worker calls it,
@@ -109,7 +106,7 @@ async function answerVisitor(
   progress.chatId = chatId;
 
   const userTurn: ChatTurn = {
-    message_id: `ig_${hashOf(event.key)}`,
+    message_id: turnId(event.key),
     role: 'user',
     content: event.text ?? content,
     created_timestamp: event.timestamp,
@@ -172,7 +169,7 @@ async function recordEcho(d: InboundDeps, t: Thread, event: InboundEvent): Promi
     userId: t.userId,
     chatId,
     turn: {
-      message_id: `ig_${hashOf(event.key)}`,
+      message_id: turnId(event.key),
       role: 'operator',
       content: event.text ?? '',
       created_timestamp: event.timestamp,

@@ -1,5 +1,5 @@
-import crypto from 'node:crypto';
 import type { Connection } from 'mongoose';
+import { turnId } from '../chats/chats.repo';
 import type { Logger } from '../lib/logger';
 import type { TurnRecorder } from '../chats/turn-recorder';
 import type { Progress } from '../inbound/inbound-event.repo';
@@ -36,8 +36,6 @@ export interface MessagingDeps {
   reconcileWindowMs: number;
 }
 
-const hashOf = (s: string) => crypto.createHash('sha256').update(s).digest('hex').slice(0, 24);
-
 /** Sending to Instagram: split to Instagram's limit, note before, send, reconcile, record the turn. */
 export class MessagingService {
   constructor(private readonly d: MessagingDeps) {}
@@ -53,7 +51,7 @@ export class MessagingService {
     for (let i = 0; i < parts.length; i++) {
       const text = parts[i]!;
       const key = `${a.eventKey}:${i}`;
-      const base = { message_id: `ig_${hashOf(key)}`, role: 'agent' as const, content: text };
+      const base = { message_id: turnId(key), role: 'agent' as const, content: text };
       let mid = sent[i];
       if (!mid) {
         const outcome = await this.sendOnce(db, conn, {

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import type { Tenant } from '../http/tenant';
 import type { Logger } from '../lib/logger';
 import type { Platform } from '../platform/platform';
-import type { ChatTurn } from '../chats/chats.repo';
+import { turnId, type ChatTurn } from '../chats/chats.repo';
 import { encodeCursor, type Cursor } from '../chats/messages.repo';
 import type { TurnRecorder } from '../chats/turn-recorder';
 import { ChatSessions } from '../inbound/chat-sessions';
@@ -32,8 +32,6 @@ export interface SendInput {
   attachmentUrl?: string;
   attachmentType?: AttachmentType;
 }
-
-const hashOf = (s: string) => crypto.createHash('sha256').update(s).digest('hex').slice(0, 24);
 
 /**
  * People in the loop: an operator's message to one Instagram user, the inbox views (`/messages`,
@@ -173,7 +171,7 @@ export class OperatorService {
     mid: string,
   ): Promise<string> {
     const turn: ChatTurn = {
-      message_id: `ig_${hashOf(key)}`,
+      message_id: turnId(key),
       role: 'operator',
       content: 'text' in message ? message.text : '',
       created_timestamp: Date.now(),
