@@ -1,5 +1,6 @@
 import express, { type Express, type Router } from 'express';
 import helmet from 'helmet';
+import { withTimeout } from './lib/with-timeout';
 import type { Deps } from './deps';
 import { errorHandler, notFoundHandler } from './http/error-handler';
 import { requestContext } from './http/request-context';
@@ -48,11 +49,4 @@ export function createApp(deps: Deps, extraRouters: Router[] = []): Express {
   app.use(notFoundHandler);
   app.use(errorHandler(deps.logger));
   return app;
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  return Promise.race([
-    p,
-    new Promise<T>((_, reject) => setTimeout(() => reject(new Error('timeout')), ms).unref()),
-  ]);
 }

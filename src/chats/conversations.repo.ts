@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import { Schema, Types, type Connection } from 'mongoose';
-import { modelOn } from '../db/mongo';
+import { isDuplicateKey, modelOn } from '../db/mongo';
 import type { TurnRole } from './chats.repo';
 
 /**
@@ -54,8 +54,6 @@ export function preview(text: string): string {
   const chars = Array.from(flat);
   return chars.length <= PREVIEW_LENGTH ? flat : `${chars.slice(0, PREVIEW_LENGTH - 1).join('')}…`;
 }
-
-const isDuplicateKey = (err: unknown) => (err as { code?: number })?.code === 11000;
 
 /** The row's `_id`: the first 12 bytes of SHA-256 over (agent, user), as an ObjectId (cursors stay hex). */
 export function conversationId(agentId: string, userId: string): Types.ObjectId {

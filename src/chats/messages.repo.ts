@@ -1,5 +1,5 @@
 import { Schema, Types, type Connection } from 'mongoose';
-import { modelOn } from '../db/mongo';
+import { isDuplicateKey, modelOn } from '../db/mongo';
 import type { TurnRole } from './chats.repo';
 
 /**
@@ -68,7 +68,7 @@ export class MessagesRepo {
       await (await this.model(db)).collection.insertOne({ _id: new Types.ObjectId(), ...row });
       return true;
     } catch (err) {
-      if ((err as { code?: number })?.code === 11000) return false;
+      if (isDuplicateKey(err)) return false;
       throw err;
     }
   }

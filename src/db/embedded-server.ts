@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { withTimeout } from '../lib/with-timeout';
 import { resolveFerretdbBinary, startFerretdb, type RunningServer } from './ferretdb';
 
 export type { RunningServer };
@@ -61,14 +62,4 @@ async function startMongoMemoryServer(dataDir: string, persistent: boolean): Pro
       await server.stop({ doCleanup: !persistent, force: false });
     },
   };
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-    p.then(
-      (v) => (clearTimeout(t), resolve(v)),
-      (e) => (clearTimeout(t), reject(e)),
-    );
-  });
 }

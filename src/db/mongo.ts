@@ -29,3 +29,7 @@ export async function modelOn<T>(conn: Connection, name: string, schema: Schema<
   await init;
   return model;
 }
+
+/** The server refused a write because a unique index (or `_id`) already holds the key: E11000. */
+export const isDuplicateKey = (err: unknown): boolean =>
+  (err as { code?: number } | undefined)?.code === 11000;

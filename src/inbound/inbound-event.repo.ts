@@ -1,5 +1,5 @@
 import { Schema, type Connection } from 'mongoose';
-import { modelOn } from '../db/mongo';
+import { isDuplicateKey, modelOn } from '../db/mongo';
 import type { InboundEvent } from './inbound-event';
 
 /**
@@ -78,8 +78,6 @@ const leaseSchema = new Schema<LeaseDoc>(
   { collection: 'instagram_thread_leases', versionKey: false },
 );
 
-const isDuplicateKey = (err: unknown) => (err as { code?: number })?.code === 11000;
-
 export function threadKeyOf(subaccountId: string, agentId: string, userId: string): string {
   return `${subaccountId}:${agentId}:${userId}`;
 }
@@ -126,7 +124,7 @@ export class InboxRepo {
         result?: { insertedCount?: number };
       };
       const writeErrors = Array.isArray(e.writeErrors) ? e.writeErrors : e.writeErrors ? [e.writeErrors] : [];
-      if (writeErrors.length > 0 && writeErrors.every((w) => w.code === 11000))
+      if (writeErrors.length > 0 && writeErrors.every(isDuplicateKey))
         return e.insertedCount ?? e.result?.insertedCount ?? 0;
       if (isDuplicateKey(err)) return 0;
       throw err;

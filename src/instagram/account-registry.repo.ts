@@ -1,5 +1,5 @@
 import { Schema, type Connection } from 'mongoose';
-import { modelOn } from '../db/mongo';
+import { isDuplicateKey, modelOn } from '../db/mongo';
 
 /**
  * Which agent an Instagram account is connected to, across the whole platform (platform database).
@@ -25,8 +25,6 @@ const schema = new Schema<RegistryDoc>(
   },
   { collection: 'instagram_account_registry', versionKey: false },
 );
-
-const isDuplicateKey = (err: unknown) => (err as { code?: number })?.code === 11000;
 
 export class AccountRegistry {
   constructor(private readonly platformDb: Connection) {}

@@ -1,5 +1,5 @@
 import { Schema, Types, type Connection } from 'mongoose';
-import { modelOn } from '../db/mongo';
+import { isDuplicateKey, modelOn } from '../db/mongo';
 import { TtlCache } from '../lib/ttl-cache';
 
 /**
@@ -50,7 +50,6 @@ const midId = (agentId: string, mid: string) => `${agentId}:${mid}`;
 /** How long an in-flight or uncertain send may still be matched to an echo by its text. */
 const MATCH_WINDOW_MS = 60 * 60_000;
 
-const isDuplicateKey = (err: unknown) => (err as { code?: number })?.code === 11000;
 const noteKey = (db: Connection, agentId: string, key: string) =>
   `${db.host}:${db.port}/${db.name}\u0000${agentId}\u0000${key}`;
 
