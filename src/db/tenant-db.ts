@@ -37,10 +37,6 @@ export class TenantDatabases {
     return conn;
   }
 
-  get externalCount(): number {
-    return this.external.size;
-  }
-
   async close(): Promise<void> {
     const all = [...this.external.values()];
     this.external.clear();

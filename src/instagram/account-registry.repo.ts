@@ -81,9 +81,4 @@ export class AccountRegistry {
       await this.model()
     ).deleteOne({ _id: accountId, subaccountId: owner.subaccountId, agentId: owner.agentId });
   }
-
-  async ownerOf(accountId: string): Promise<AccountOwner | undefined> {
-    const held = await (await this.model()).findById(accountId).lean<RegistryDoc>();
-    return held ? { subaccountId: held.subaccountId, agentId: held.agentId } : undefined;
-  }
 }

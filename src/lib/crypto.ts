@@ -91,11 +91,6 @@ export class SecretBox {
     return hmacHex(this.hashKeys[0], value);
   }
 
-  /** Same as the module's `safeEqual`, for callers that hold only the box. */
-  safeEqual(a: string, b: string): boolean {
-    return safeEqual(a, b);
-  }
-
   /** Whether `value` hashes to `hash` under the current or the previous key, compared in constant time. */
   matchesKeyedHash(value: string, hash: string): boolean {
     let match = false;
