@@ -1,7 +1,6 @@
 import crypto from 'node:crypto';
-import { Schema, type Connection } from 'mongoose';
+import { Schema, Types, type Connection } from 'mongoose';
 import { modelOn } from '../db/mongo';
-import { TtlCache } from '../lib/ttl-cache';
 
 /**
  * The platform's shared `chats` collection (contract §2): one document per Retell chat session, shared
@@ -63,40 +62,31 @@ export const turnId = (cause: string) =>
 const LABEL: Record<TurnRole, string> = { user: 'User', agent: 'Agent', operator: 'Operator' };
 export const transcriptLine = (t: ChatTurn) => `${LABEL[t.role]}: ${t.content}`;
 
-/** What this process last saw of a chat it appends to: enough to append again without reading it first. */
-interface SeenChat {
-  count: number;
-  transcript: string;
-  ids: ReadonlySet<string>;
+/**
+ * The `_id` of the chat document for a chat id: the first 12 bytes of SHA-256 over it, as an ObjectId like
+ * the other channels' documents. Every read and write of an Instagram chat document is then by `_id`
+ * alone, the only filter FerretDB 1.24 serves from an index (anything else reads the whole shared
+ * collection). The thread's current chat id is kept on its conversation row (`ConversationsRepo`).
+ */
+export function chatDocId(chatId: string): Types.ObjectId {
+  return new Types.ObjectId(
+    crypto.createHash('sha256').update(`chats\u0000${chatId}`).digest().subarray(0, 12),
+  );
 }
-const SEEN_MAX_TRANSCRIPT = 64 * 1024;
-const chatKey = (db: Connection, chatId: string) => `${db.host}:${db.port}/${db.name}\u0000${chatId}`;
+
+/** What deciding whether to reuse a chat needs: the document without its turns and transcript. */
+export type ChatHead = Omit<ChatDoc, 'messages' | 'transcript'>;
 
 export class ChatsRepo {
-  /**
-   * The state this process last wrote or read per chat. An append starts from it instead of re-reading the
-   * chat (on FerretDB every read by `chat_id` scans the whole shared collection); the compare-and-set on
-   * `message_count` still catches any other writer, and then the chat is read again.
-   */
-  private readonly seen = new TtlCache<SeenChat>(30_000, 500);
-
   private model(db: Connection) {
     return modelOn(db, 'Chat', schema);
   }
 
-  async findOngoing(db: Connection, agentId: string, userId: string): Promise<ChatDoc | undefined> {
+  async head(db: Connection, chatId: string): Promise<ChatHead | undefined> {
     const doc = await (
       await this.model(db)
-    ).collection.findOne(
-      {
-        'metadata.channel': 'instagram',
-        agent_id: agentId,
-        'metadata.instagram_user_id': userId,
-        chat_status: 'ongoing',
-      },
-      { sort: { start_timestamp: -1 }, projection: { messages: 0, transcript: 0 } },
-    );
-    return (doc as unknown as ChatDoc | null) ?? undefined;
+    ).collection.findOne({ _id: chatDocId(chatId) }, { projection: { messages: 0, transcript: 0 } });
+    return (doc as unknown as ChatHead | null) ?? undefined;
   }
 
   async create(
@@ -118,6 +108,7 @@ export class ChatsRepo {
     await (
       await this.model(db)
     ).collection.insertOne({
+      _id: chatDocId(doc.chat_id),
       ...doc,
       chat_status: 'ongoing',
       end_timestamp: null,
@@ -129,64 +120,40 @@ export class ChatsRepo {
       updatedAt: now,
       lastMessageAt: now,
     });
-    this.seen.set(chatKey(db, doc.chat_id), { count: 0, transcript: '', ids: new Set() });
   }
 
   /**
-   * Appends a turn unless a turn with its message_id is already there (a redelivery or a retry). The
-   * transcript is a string that must follow the turns, so the append is a compare-and-set on
-   * message_count: a concurrent append (an operator message while the agent answers) makes us re-read.
-   * Returns false when the turn was already recorded.
+   * Appends a turn unless a turn with its message_id is already there (a redelivery or a retry); false
+   * then. Every step is by `_id`, with no conditional filter:
+   * 1. read the turn ids; a turn already there is not appended again (one worker at a time holds a
+   *    thread, so the same turn is never appended concurrently);
+   * 2. `$push` the turn and `$inc` message_count in one atomic update, which returns the turns after it;
+   * 3. `$max` the transcript rebuilt from those turns. Turns are only ever appended, so a later state's
+   *    transcript extends an earlier one's and is greater in string order: whatever order two concurrent
+   *    appends (the agent answering while an operator sends) finish in, the transcript that stays is the
+   *    one with every turn.
    */
   async appendTurn(db: Connection, chatId: string, turn: ChatTurn): Promise<boolean> {
     const chats = (await this.model(db)).collection;
-    const key = chatKey(db, chatId);
-    for (let attempt = 0; attempt < 20; attempt++) {
-      const current = (attempt === 0 && this.seen.get(key)) || (await this.read(db, chatId));
-      if (current.ids.has(turn.message_id)) return false;
-      const at = new Date(turn.created_timestamp);
-      const transcript = current.transcript
-        ? `${current.transcript}\n${transcriptLine(turn)}`
-        : transcriptLine(turn);
-      const res = await chats.updateOne({ chat_id: chatId, message_count: current.count }, {
+    const _id = chatDocId(chatId);
+    const before = (await chats.findOne({ _id }, { projection: { 'messages.message_id': 1 } })) as {
+      messages?: { message_id: string }[];
+    } | null;
+    if (!before) throw new Error(`chat ${chatId} not found`);
+    if ((before.messages ?? []).some((m) => m.message_id === turn.message_id)) return false;
+    const after = (await chats.findOneAndUpdate(
+      { _id },
+      {
         $push: { messages: turn },
-        $set: {
-          message_count: current.count + 1,
-          transcript,
-          updatedAt: new Date(),
-          lastMessageAt: at,
-        },
-      } as never);
-      if (res.modifiedCount === 1) {
-        if (transcript.length <= SEEN_MAX_TRANSCRIPT) {
-          this.seen.set(key, {
-            count: current.count + 1,
-            transcript,
-            ids: new Set([...current.ids, turn.message_id]),
-          });
-        } else this.seen.delete(key);
-        return true;
-      }
-      this.seen.delete(key); // another writer appended: read it again
-    }
-    throw Object.assign(new Error(`chat ${chatId}: too much contention appending a turn`), {
-      transient: true,
-    });
-  }
-
-  private async read(db: Connection, chatId: string): Promise<SeenChat> {
-    const current = (await (
-      await this.model(db)
-    ).collection.findOne(
-      { chat_id: chatId },
-      { projection: { message_count: 1, transcript: 1, 'messages.message_id': 1 } },
-    )) as (Pick<ChatDoc, 'message_count' | 'transcript'> & { messages?: { message_id: string }[] }) | null;
-    if (!current) throw new Error(`chat ${chatId} not found`);
-    return {
-      count: current.message_count,
-      transcript: current.transcript ?? '',
-      ids: new Set((current.messages ?? []).map((m) => m.message_id)),
-    };
+        $inc: { message_count: 1 },
+        $set: { updatedAt: new Date() },
+        $max: { lastMessageAt: new Date(turn.created_timestamp) },
+      } as never,
+      { returnDocument: 'after' }, // FerretDB 1.24: findAndModify takes no projection
+    )) as { messages: ChatTurn[] } | null;
+    if (!after) throw new Error(`chat ${chatId} not found`);
+    await chats.updateOne({ _id }, { $max: { transcript: after.messages.map(transcriptLine).join('\n') } });
+    return true;
   }
 
   async end(db: Connection, chatId: string): Promise<void> {
@@ -194,7 +161,7 @@ export class ChatsRepo {
     await (
       await this.model(db)
     ).collection.updateOne(
-      { chat_id: chatId, chat_status: 'ongoing' },
+      { _id: chatDocId(chatId) },
       { $set: { chat_status: 'ended', end_timestamp: now.getTime(), updatedAt: now } },
     );
   }
@@ -203,7 +170,7 @@ export class ChatsRepo {
     await (
       await this.model(db)
     ).collection.updateOne(
-      { chat_id: chatId },
+      { _id: chatDocId(chatId) },
       { $set: { 'metadata.instagram_username': username, updatedAt: new Date() } },
     );
   }

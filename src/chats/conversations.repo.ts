@@ -23,6 +23,8 @@ export interface ConversationRow {
   lastInboundAt?: Date;
   messageCount: number;
   aiPausedUntil?: Date;
+  /** The thread's current chat (`chats.chat_id`): where its next turn goes, unless ended or idle. */
+  chatId?: string;
 }
 
 interface ConversationDoc extends Omit<ConversationRow, 'lastMessage' | 'lastMessageRole'> {
@@ -40,6 +42,7 @@ const schema = new Schema<ConversationDoc>(
     lastInboundAt: Date,
     messageCount: { type: Number, default: 0 },
     aiPausedUntil: Date,
+    chatId: String,
   },
   { collection: 'instagram_conversations', versionKey: false },
 );
@@ -100,6 +103,18 @@ export class ConversationsRepo {
       c.updateOne(
         { _id: conversationId(agentId, userId) },
         { $inc: { messageCount: 1 }, $max: max, $setOnInsert: { agentId, userId } },
+        { upsert: true },
+      ),
+    );
+  }
+
+  /** Makes `chatId` the thread's current chat (called as the chat document is created). */
+  async setChat(db: Connection, agentId: string, userId: string, chatId: string): Promise<void> {
+    const c = (await this.model(db)).collection;
+    await this.upsert(() =>
+      c.updateOne(
+        { _id: conversationId(agentId, userId) },
+        { $set: { chatId }, $setOnInsert: { agentId, userId, messageCount: 0 } },
         { upsert: true },
       ),
     );

@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import type { Connection } from 'mongoose';
-import type { ChatDoc, ChatsRepo } from '../chats/chats.repo';
+import type { ChatHead, ChatsRepo } from '../chats/chats.repo';
+import type { ConversationsRepo } from '../chats/conversations.repo';
 import type { InstagramConnection } from '../instagram/connection.repo';
 import type { Logger } from '../lib/logger';
 import type { RetellClient } from '../retell/retell.client';
@@ -16,6 +17,7 @@ interface ThreadRef {
 
 interface SessionDeps {
   chats: ChatsRepo;
+  conversations: ConversationsRepo;
   logger: Logger;
   chatSessionTtlMs: number;
 }
@@ -23,7 +25,10 @@ interface SessionDeps {
 /**
  * One Retell chat per Instagram thread: the ongoing one is reused; one idle longer than the TTL is ended
  * and replaced; one Retell reports unusable (ended, unknown) is replaced. The `chats` document is created
- * with the Retell chat, so the two always correspond.
+ * with the Retell chat, so the two always correspond, and becomes the thread's current chat on its
+ * conversation row: finding it is two reads by `_id`, never a query over the shared `chats` collection.
+ * (A crash between the two leaves a chat document with no turns that nothing points to; the retry starts
+ * another.)
  */
 export class ChatSessions {
   constructor(
@@ -33,7 +38,7 @@ export class ChatSessions {
 
   /** The chat to answer in: the ongoing one if it is fresh and a Retell chat, else a new one. */
   async current(t: ThreadRef, username?: string): Promise<string> {
-    const ongoing = await this.d.chats.findOngoing(t.db, t.agentId, t.userId);
+    const ongoing = await this.ongoing(t);
     if (ongoing && !this.isIdle(ongoing) && ongoing.metadata.retell_chat !== false) return ongoing.chat_id;
     if (ongoing) await this.end(t, ongoing);
     return this.start(t, username);
@@ -62,7 +67,7 @@ export class ChatSessions {
    * (no Retell chat is started just to hold a person's message; the next visitor DM starts one).
    */
   async currentForOperator(t: ThreadRef): Promise<string> {
-    const ongoing = await this.d.chats.findOngoing(t.db, t.agentId, t.userId);
+    const ongoing = await this.ongoing(t);
     if (ongoing && !this.isIdle(ongoing)) return ongoing.chat_id;
     if (ongoing) await this.end(t, ongoing);
     const chatId = `igop_${crypto.randomUUID().replace(/-/g, '')}`;
@@ -73,7 +78,15 @@ export class ChatSessions {
       start_timestamp: Date.now(),
       metadata: { ...this.metadata(t), retell_chat: false },
     });
+    await this.d.conversations.setChat(t.db, t.agentId, t.userId, chatId);
     return chatId;
+  }
+
+  /** The thread's current chat if it is still ongoing. */
+  private async ongoing(t: ThreadRef): Promise<ChatHead | undefined> {
+    const chatId = (await this.d.conversations.get(t.db, t.agentId, t.userId))?.chatId;
+    const chat = chatId ? await this.d.chats.head(t.db, chatId) : undefined;
+    return chat?.chat_status === 'ongoing' ? chat : undefined;
   }
 
   private async agentReplies(chatId: string, content: string): Promise<string[]> {
@@ -102,10 +115,11 @@ export class ChatSessions {
       start_timestamp: chat.startTimestamp,
       metadata: { ...this.metadata(t), ...(username ? { instagram_username: username } : {}) },
     });
+    await this.d.conversations.setChat(t.db, t.agentId, t.userId, chat.chatId);
     return chat.chatId;
   }
 
-  private async end(t: ThreadRef, chat: ChatDoc): Promise<void> {
+  private async end(t: ThreadRef, chat: ChatHead): Promise<void> {
     if (chat.metadata.retell_chat !== false) {
       await this.retell.endChat(chat.chat_id).catch((err: unknown) => {
         this.d.logger.warn(
@@ -117,7 +131,7 @@ export class ChatSessions {
     await this.d.chats.end(t.db, chat.chat_id);
   }
 
-  private isIdle(chat: ChatDoc): boolean {
+  private isIdle(chat: ChatHead): boolean {
     return Date.now() - new Date(chat.lastMessageAt).getTime() > this.d.chatSessionTtlMs;
   }
 

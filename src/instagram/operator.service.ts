@@ -150,7 +150,12 @@ export class OperatorService {
   /** The thread's ongoing chat, or a chat document of its own when none is ongoing. */
   private chatFor(t: Tenant, connection: InstagramConnection, userId: string): Promise<string> {
     const sessions = new ChatSessions(
-      { chats: this.d.recorder.chats, logger: this.d.logger, chatSessionTtlMs: this.d.chatSessionTtlMs },
+      {
+        chats: this.d.recorder.chats,
+        conversations: this.d.recorder.conversations,
+        logger: this.d.logger,
+        chatSessionTtlMs: this.d.chatSessionTtlMs,
+      },
       this.d.platform.retellFor(t.subaccount),
     );
     return sessions.currentForOperator({

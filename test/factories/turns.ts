@@ -42,6 +42,7 @@ export async function storedTurns(
       start_timestamp: turns[0]?.at ?? Date.now(),
       metadata: { channel: 'instagram', instagram_user_id: userId, instagram_account_id: a.accountId },
     });
+    await recorder.conversations.setChat(db, a.agentId, userId, chatId);
   }
   const messageIds: string[] = [];
   for (const spec of turns) {

@@ -93,7 +93,7 @@ test('when no chat is ongoing for the visitor, then the operator turn opens a ch
   const db = await tenantDb(h, a);
   await h.t.deps.recorder.chats.end(
     db,
-    (await h.t.deps.recorder.chats.findOngoing(db, a.agentId, visitor))!.chat_id,
+    (await h.t.deps.recorder.conversations.get(db, a.agentId, visitor))!.chatId!,
   );
 
   const res = await send({ to: visitor, message: 'Are you still there?' });
