@@ -1,6 +1,5 @@
-import { Schema, Types, type Connection } from 'mongoose';
+import { Schema, type Connection, type mongo } from 'mongoose';
 import { isDuplicateKey, modelOn } from '../db/mongo';
-import { TtlCache } from '../lib/ttl-cache';
 
 /**
  * A note written before every send to Instagram and completed after it. Meta echoes each message a page
@@ -9,7 +8,8 @@ import { TtlCache } from '../lib/ttl-cache';
  * taken for a person typing in the Instagram app.
  */
 export interface OutboundNote {
-  _id: Types.ObjectId;
+  /** `agentId:key`: begun, completed and re-read by `_id` alone (see `instagram_outbound_mids` below). */
+  _id: string;
   key: string;
   agentId: string;
   userId: string;
@@ -22,6 +22,7 @@ export interface OutboundNote {
 
 const schema = new Schema<OutboundNote>(
   {
+    _id: String,
     key: { type: String, required: true },
     agentId: { type: String, required: true },
     userId: { type: String, required: true },
@@ -33,8 +34,6 @@ const schema = new Schema<OutboundNote>(
   },
   { collection: 'instagram_outbound', versionKey: false },
 );
-schema.index({ agentId: 1, key: 1 }, { unique: true });
-schema.index({ agentId: 1, mid: 1 });
 schema.index({ agentId: 1, userId: 1, status: 1, createdAt: -1 });
 
 /**
@@ -50,18 +49,12 @@ const midId = (agentId: string, mid: string) => `${agentId}:${mid}`;
 /** How long an in-flight or uncertain send may still be matched to an echo by its text. */
 const MATCH_WINDOW_MS = 60 * 60_000;
 
-const noteKey = (db: Connection, agentId: string, key: string) =>
-  `${db.host}:${db.port}/${db.name}\u0000${agentId}\u0000${key}`;
+const noteId = (agentId: string, key: string) => `${agentId}:${key}`;
 
 export class OutboundRepo {
-  /**
-   * The `_id` of notes this process began, so completing one is a write by `_id` (FerretDB pushes only
-   * `{ _id }` filters down to SQLite; anything else scans the collection). Missing: found by (agent, key).
-   */
-  private readonly ids = new TtlCache<Types.ObjectId>(10 * 60_000, 5_000);
-
-  private model(db: Connection) {
-    return modelOn(db, 'InstagramOutbound', schema);
+  private async notes(db: Connection) {
+    return (await modelOn(db, 'InstagramOutbound', schema))
+      .collection as unknown as mongo.Collection<OutboundNote>;
   }
 
   private mids(db: Connection) {
@@ -83,28 +76,27 @@ export class OutboundRepo {
 
   /**
    * Notes a send about to happen; returns the existing note when this key was noted before (a retry).
-   * A plain insert, which the unique (agentId, key) index refuses for a repeat: the first attempt, by far
-   * the common case, needs no query.
+   * A plain insert, which the unique `_id` refuses for a repeat: the first attempt, by far the common
+   * case, needs no query.
    */
   async begin(
     db: Connection,
     note: Pick<OutboundNote, 'key' | 'agentId' | 'userId' | 'text' | 'attachmentUrl'>,
   ): Promise<OutboundNote> {
-    const c = (await this.model(db)).collection;
+    const c = await this.notes(db);
     const fresh: OutboundNote = {
-      _id: new Types.ObjectId(),
+      _id: noteId(note.agentId, note.key),
       ...note,
       status: 'sending',
       createdAt: new Date(),
     };
     try {
       await c.insertOne(fresh);
-      this.ids.set(noteKey(db, note.agentId, note.key), fresh._id);
       return fresh;
     } catch (err) {
       if (!isDuplicateKey(err)) throw err;
     }
-    return (await c.findOne({ agentId: note.agentId, key: note.key })) as unknown as OutboundNote;
+    return (await c.findOne({ _id: fresh._id })) as unknown as OutboundNote;
   }
 
   async complete(
@@ -113,11 +105,9 @@ export class OutboundRepo {
     key: string,
     set: { status: OutboundNote['status']; mid?: string },
   ): Promise<void> {
-    const c = (await this.model(db)).collection;
+    const c = await this.notes(db);
     if (set.mid) await this.rememberMid(db, agentId, set.mid);
-    const id = this.ids.get(noteKey(db, agentId, key));
-    if (id && (await c.updateOne({ _id: id }, { $set: set })).matchedCount === 1) return;
-    await c.updateOne({ agentId, key }, { $set: set });
+    await c.updateOne({ _id: noteId(agentId, key) }, { $set: set });
   }
 
   /**
@@ -131,7 +121,7 @@ export class OutboundRepo {
     mid: string,
     text: string | undefined,
   ): Promise<boolean> {
-    const c = (await this.model(db)).collection;
+    const c = await this.notes(db);
     if (await this.isOurs(db, agentId, mid)) return true;
     const filter: Record<string, unknown> = {
       agentId,
@@ -153,8 +143,8 @@ export class OutboundRepo {
   async find(db: Connection, agentId: string, key: string): Promise<OutboundNote | undefined> {
     return (
       ((await (
-        await this.model(db)
-      ).collection.findOne({ agentId, key })) as unknown as OutboundNote | null) ?? undefined
+        await this.notes(db)
+      ).findOne({ _id: noteId(agentId, key) })) as unknown as OutboundNote | null) ?? undefined
     );
   }
 }
