@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import { Schema, Types, type Connection } from 'mongoose';
 import { modelOn } from '../db/mongo';
+import { KeyedMutex } from '../lib/keyed-mutex';
 
 /**
  * The platform's shared `chats` collection (contract §2): one document per Retell chat session, shared
@@ -77,6 +78,10 @@ export function chatDocId(chatId: string): Types.ObjectId {
 /** What deciding whether to reuse a chat needs: the document without its turns and transcript. */
 export type ChatHead = Omit<ChatDoc, 'messages' | 'transcript'>;
 
+/** Process-wide: this process writes to one chat document one write at a time. */
+const chatWrites = new KeyedMutex();
+const writeKey = (db: Connection, chatId: string) => `${db.name}\u0000${chatId}`;
+
 export class ChatsRepo {
   private model(db: Connection) {
     return modelOn(db, 'Chat', schema);
@@ -132,10 +137,21 @@ export class ChatsRepo {
    *    transcript extends an earlier one's and is greater in string order: whatever order two concurrent
    *    appends (the agent answering while an operator sends) finish in, the transcript that stays is the
    *    one with every turn.
+   * Within this process, appends to one chat also run one at a time (KeyedMutex): FerretDB does not apply
+   * an update atomically, and two concurrent `$push`es to one document could lose one.
    */
   async appendTurn(db: Connection, chatId: string, turn: ChatTurn): Promise<boolean> {
-    const chats = (await this.model(db)).collection;
     const _id = chatDocId(chatId);
+    return chatWrites.run(writeKey(db, chatId), () => this.append(db, _id, chatId, turn));
+  }
+
+  private async append(
+    db: Connection,
+    _id: Types.ObjectId,
+    chatId: string,
+    turn: ChatTurn,
+  ): Promise<boolean> {
+    const chats = (await this.model(db)).collection;
     const before = (await chats.findOne({ _id }, { projection: { 'messages.message_id': 1 } })) as {
       messages?: { message_id: string }[];
     } | null;
@@ -158,20 +174,17 @@ export class ChatsRepo {
 
   async end(db: Connection, chatId: string): Promise<void> {
     const now = new Date();
-    await (
-      await this.model(db)
-    ).collection.updateOne(
-      { _id: chatDocId(chatId) },
-      { $set: { chat_status: 'ended', end_timestamp: now.getTime(), updatedAt: now } },
-    );
+    await this.set(db, chatId, { chat_status: 'ended', end_timestamp: now.getTime(), updatedAt: now });
   }
 
   async setUsername(db: Connection, chatId: string, username: string): Promise<void> {
-    await (
-      await this.model(db)
-    ).collection.updateOne(
-      { _id: chatDocId(chatId) },
-      { $set: { 'metadata.instagram_username': username, updatedAt: new Date() } },
+    await this.set(db, chatId, { 'metadata.instagram_username': username, updatedAt: new Date() });
+  }
+
+  private async set(db: Connection, chatId: string, fields: Record<string, unknown>): Promise<void> {
+    const chats = (await this.model(db)).collection;
+    await chatWrites.run(writeKey(db, chatId), () =>
+      chats.updateOne({ _id: chatDocId(chatId) }, { $set: fields }),
     );
   }
 

@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import { Schema, Types, type Connection } from 'mongoose';
 import { isDuplicateKey, modelOn } from '../db/mongo';
+import { KeyedMutex } from '../lib/keyed-mutex';
 import type { TurnRole } from './chats.repo';
 
 /**
@@ -72,6 +73,9 @@ function fromDoc(doc: ConversationDoc): ConversationRow {
   return { ...rest, lastMessage: text ?? '', lastMessageRole: role as TurnRole };
 }
 
+/** Process-wide: writes to one row run one at a time (FerretDB does not apply an update atomically). */
+const rowWrites = new KeyedMutex();
+
 export class ConversationsRepo {
   model(db: Connection) {
     return modelOn(db, 'InstagramConversation', schema);
@@ -93,62 +97,48 @@ export class ConversationsRepo {
     userId: string,
     turn: { role: TurnRole; text: string; at: Date },
   ): Promise<void> {
-    const c = (await this.model(db)).collection;
     const max: Record<string, unknown> = {
       lastMessageAt: turn.at,
       lastMessageKey: `${turn.at.toISOString()}\u0000${turn.role}\u0000${preview(turn.text)}`,
     };
     if (turn.role === 'user') max.lastInboundAt = turn.at;
-    await this.upsert(() =>
-      c.updateOne(
-        { _id: conversationId(agentId, userId) },
-        { $inc: { messageCount: 1 }, $max: max, $setOnInsert: { agentId, userId } },
-        { upsert: true },
-      ),
-    );
+    await this.write(db, agentId, userId, {
+      $inc: { messageCount: 1 },
+      $max: max,
+      $setOnInsert: { agentId, userId },
+    });
   }
 
   /** Makes `chatId` the thread's current chat (called as the chat document is created). */
   async setChat(db: Connection, agentId: string, userId: string, chatId: string): Promise<void> {
-    const c = (await this.model(db)).collection;
-    await this.upsert(() =>
-      c.updateOne(
-        { _id: conversationId(agentId, userId) },
-        { $set: { chatId }, $setOnInsert: { agentId, userId, messageCount: 0 } },
-        { upsert: true },
-      ),
-    );
+    await this.write(db, agentId, userId, {
+      $set: { chatId },
+      $setOnInsert: { agentId, userId, messageCount: 0 },
+    });
   }
 
   async setUsername(db: Connection, agentId: string, userId: string, username: string): Promise<void> {
-    await (
-      await this.model(db)
-    ).collection.updateOne({ _id: conversationId(agentId, userId) }, { $set: { username } });
+    await this.write(db, agentId, userId, {
+      $set: { username },
+      $setOnInsert: { agentId, userId, messageCount: 0 },
+    });
   }
 
   /** Pauses the AI for this user until `until` (or resumes it with `undefined`). */
   async setPause(db: Connection, agentId: string, userId: string, until: Date | undefined): Promise<void> {
-    const c = (await this.model(db)).collection;
     const update = until ? { $set: { aiPausedUntil: until } } : { $unset: { aiPausedUntil: '' } };
-    await this.upsert(() =>
-      c.updateOne(
-        { _id: conversationId(agentId, userId) },
-        { ...update, $setOnInsert: { agentId, userId, messageCount: 0 } },
-        { upsert: true },
-      ),
-    );
+    await this.write(db, agentId, userId, {
+      ...update,
+      $setOnInsert: { agentId, userId, messageCount: 0 },
+    });
   }
 
   /** Pauses the AI until `until` unless it is already paused for longer (a person answering never shortens a pause). */
   async extendPause(db: Connection, agentId: string, userId: string, until: Date): Promise<void> {
-    const c = (await this.model(db)).collection;
-    await this.upsert(() =>
-      c.updateOne(
-        { _id: conversationId(agentId, userId) },
-        { $max: { aiPausedUntil: until }, $setOnInsert: { agentId, userId, messageCount: 0 } },
-        { upsert: true },
-      ),
-    );
+    await this.write(db, agentId, userId, {
+      $max: { aiPausedUntil: until },
+      $setOnInsert: { agentId, userId, messageCount: 0 },
+    });
   }
 
   /** Known usernames of these users, in one query (for a page of /messages). */
@@ -192,12 +182,21 @@ export class ConversationsRepo {
   }
 
   /** Two first writers for one user race on the `_id`: the loser simply applies its update again. */
-  private async upsert(op: () => Promise<unknown>): Promise<void> {
-    try {
-      await op();
-    } catch (err) {
-      if (!isDuplicateKey(err)) throw err;
-      await op();
-    }
+  /**
+   * One update of a row, by `_id`, upserting it: serialised per row in this process, and retried once
+   * when two first writes for a row race to insert it (E11000).
+   */
+  private async write(db: Connection, agentId: string, userId: string, update: object): Promise<void> {
+    const c = (await this.model(db)).collection;
+    const _id = conversationId(agentId, userId);
+    const op = () => c.updateOne({ _id }, update, { upsert: true });
+    await rowWrites.run(`${db.name}\u0000${_id.toHexString()}`, async () => {
+      try {
+        await op();
+      } catch (err) {
+        if (!isDuplicateKey(err)) throw err;
+        await op();
+      }
+    });
   }
 }

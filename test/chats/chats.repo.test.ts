@@ -1,0 +1,70 @@
+import type { Connection } from 'mongoose';
+import { connectPlatform } from '../../src/db/mongo';
+import { ChatsRepo, chatDocId, type ChatTurn } from '../../src/chats/chats.repo';
+import { testDbUri, uniqueName } from '../setup/db';
+
+/** The append to the platform's `chats` documents, against the run's real database server. */
+let db: Connection;
+const chats = new ChatsRepo();
+beforeAll(async () => {
+  db = await connectPlatform(testDbUri(uniqueName('chats')));
+});
+afterAll(async () => {
+  await db.dropDatabase();
+  await db.close();
+});
+
+async function aChat(): Promise<string> {
+  const chatId = `chat_${Math.random().toString(16).slice(2)}`;
+  await chats.create(db, {
+    chat_id: chatId,
+    agent_id: 'agent_1',
+    subaccountId: 'sub_1',
+    start_timestamp: Date.now(),
+    metadata: { channel: 'instagram', instagram_user_id: '1', instagram_account_id: '2' },
+  });
+  return chatId;
+}
+
+const aTurn = (i: number, role: ChatTurn['role'] = 'user'): ChatTurn => ({
+  message_id: `m_${i}`,
+  role,
+  content: `turn ${i}`,
+  created_timestamp: 1_763_712_000_000 + i,
+});
+
+test('when turns are appended concurrently, then message_count, messages and transcript all hold every turn in one order', async () => {
+  const chatId = await aChat();
+
+  const added = await Promise.all(
+    Array.from({ length: 12 }, (_, i) => chats.appendTurn(db, chatId, aTurn(i, i % 2 ? 'agent' : 'user'))),
+  );
+
+  expect(added.every(Boolean)).toBe(true);
+  const doc = (await db.collection('chats').findOne({ _id: chatDocId(chatId) }))!;
+  expect(doc.message_count).toBe(12);
+  expect(doc.messages).toHaveLength(12);
+  // The transcript follows the stored order of the turns, line for line, whichever append finished last.
+  expect(doc.transcript).toBe(
+    (doc.messages as ChatTurn[])
+      .map((m) => `${m.role === 'user' ? 'User' : 'Agent'}: ${m.content}`)
+      .join('\n'),
+  );
+});
+
+test('when the same turn is appended again, then it is not added a second time', async () => {
+  const chatId = await aChat();
+
+  expect(await chats.appendTurn(db, chatId, aTurn(1))).toBe(true);
+  expect(await chats.appendTurn(db, chatId, aTurn(1))).toBe(false);
+
+  const doc = (await db.collection('chats').findOne({ _id: chatDocId(chatId) }))!;
+  expect(doc.message_count).toBe(1);
+  expect(doc.transcript).toBe('User: turn 1');
+});
+
+test('when a turn is appended to a chat that does not exist, then it fails instead of creating one', async () => {
+  await expect(chats.appendTurn(db, 'chat_missing', aTurn(1))).rejects.toThrow(/not found/);
+  expect(await db.collection('chats').countDocuments({})).toBeGreaterThanOrEqual(0);
+  expect(await db.collection('chats').findOne({ chat_id: 'chat_missing' })).toBeNull();
+});
