@@ -1,5 +1,7 @@
 import { startHarness, type Harness, type ConnectedAgent } from '../setup/harness';
 import { aWebhookPayload, anInstagramDm, signPayload } from '../factories/instagram';
+import { parseWebhookPayload, type InboundEvent } from '../../src/inbound/inbound-event';
+import type { MessagingEvent } from '../../src/instagram/webhook.types';
 
 let h: Harness;
 let a: ConnectedAgent;
@@ -195,5 +197,128 @@ describe('the inbox', () => {
     expect(await pending.countDocuments({ agentId: a.agentId })).toBe(0);
     expect(h.retell.completions.filter((c) => c.content === 'moved along')).toHaveLength(1);
     expect(h.graph.sent.filter((s) => s.recipientId === visitor)).toHaveLength(1);
+  });
+});
+
+/**
+ * Group commit: deliveries that arrive while an insert is in flight share the next insert. The inbox's
+ * inserts are watched with mongoose's per-connection debug hook (each call the app makes to the driver).
+ */
+describe('concurrent deliveries', () => {
+  /** Sizes of the inserts into the inbox that carry documents matching `keep`, in call order. */
+  function watchInboxInserts(keep: (doc: { agentId: string; event: InboundEvent }) => boolean) {
+    const sizes: number[] = [];
+    h.t.platformDb.set('debug', (collection: string, method: string, docs: unknown) => {
+      if (collection !== 'instagram_inbound_events' || method !== 'insertMany') return;
+      const mine = (docs as Parameters<typeof keep>[0][]).filter(keep);
+      if (mine.length > 0) sizes.push(mine.length);
+    });
+    return { sizes, stop: () => void h.t.platformDb.set('debug', undefined) };
+  }
+
+  const eventsOf = (accountId: string, ...items: MessagingEvent[]) => {
+    const parsed = parseWebhookPayload(aWebhookPayload(accountId, items));
+    if (!parsed.ok) throw new Error(parsed.reason);
+    return parsed.events;
+  };
+
+  test('when 64 signed deliveries arrive at once, then all get 200, they share inserts, and each event is stored and handled once', async () => {
+    const visitors = Array.from({ length: 64 }, () => h.aVisitor());
+    const watch = watchInboxInserts((d) => d.agentId === a.agentId && d.event.kind === 'message');
+    let results;
+    try {
+      results = await Promise.all(
+        visitors.map((v) =>
+          h.deliver(a, [anInstagramDm({ userId: v, accountId: a.accountId, text: `hi ${v}` })]),
+        ),
+      );
+    } finally {
+      watch.stop();
+    }
+    expect(results.map((r) => r.status)).toEqual(visitors.map(() => 200));
+    expect(results.map((r) => r.body.data)).toEqual(visitors.map(() => ({ received: 1, stored: 1 })));
+    expect(watch.sizes.reduce((x, y) => x + y, 0)).toBe(64);
+    expect(watch.sizes.length).toBeLessThan(64); // coalesced: at least one insert carried several deliveries
+
+    await h.drain();
+    const dms = async () =>
+      (await h.t.platformDb
+        .collection('instagram_inbound_handled')
+        .countDocuments({ agentId: a.agentId, 'event.kind': 'message' })) +
+      (await h.t.platformDb
+        .collection('instagram_inbound_events')
+        .countDocuments({ agentId: a.agentId, 'event.kind': 'message' }));
+    expect(await dms()).toBe(64);
+    for (const v of visitors) {
+      expect(h.retell.completions.filter((c) => c.content === `hi ${v}`)).toHaveLength(1);
+      expect(h.graph.sent.filter((s) => s.recipientId === v).map((s) => s.message.text)).toEqual([
+        `Echo: hi ${v}`,
+      ]);
+    }
+  }, 120_000);
+
+  test('when the same delivery is posted 16 times at once, then it is stored once, one answer says stored 1, and it is handled once', async () => {
+    const visitor = h.aVisitor();
+    const dm = anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'sixteen times' });
+    const results = await Promise.all(Array.from({ length: 16 }, () => h.deliver(a, [dm])));
+    expect(results.map((r) => r.status)).toEqual(results.map(() => 200));
+    expect(results.map((r) => r.body.data.stored).sort()).toEqual([...Array(15).fill(0), 1]);
+    await h.drain();
+    expect(h.retell.completions.filter((c) => c.content === 'sixteen times')).toHaveLength(1);
+    expect(h.graph.sent.filter((s) => s.recipientId === visitor)).toHaveLength(1);
+    expect(await storedFor(a)).toBe(2); // the DM and the echo of the one reply
+  });
+
+  test('when callers share a batch, then each gets its own count: the same event twice in one insert is stored once, a redelivery of a stored one counts 0', async () => {
+    const visitor = h.aVisitor();
+    const [e1] = eventsOf(
+      a.accountId,
+      anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'e1' }),
+    );
+    const [e2, e3] = eventsOf(
+      a.accountId,
+      anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'e2' }),
+      anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'e3' }),
+    );
+    const store = (events: InboundEvent[]) => h.t.deps.inbox.store(a.sub.id, a.agentId, events);
+    const watch = watchInboxInserts((d) => d.agentId === a.agentId);
+    let counts;
+    try {
+      // The first goes out at once; the other three wait for it and go out together as the second insert.
+      counts = await Promise.all([store([e1!]), store([e2!]), store([e2!, e3!]), store([e1!])]);
+    } finally {
+      watch.stop();
+    }
+    expect(watch.sizes).toEqual([1, 4]);
+    expect(counts).toEqual([1, 1, 1, 0]);
+    expect(await storedFor(a)).toBeGreaterThanOrEqual(3);
+    await h.drain();
+    expect(h.retell.completions.filter((c) => ['e1', 'e2', 'e3'].includes(c.content))).toHaveLength(3);
+  });
+
+  test('when the server refuses one document of a shared insert, then only its caller fails and the others are stored', async () => {
+    const visitor = h.aVisitor();
+    const [ok1, bad, ok2] = eventsOf(
+      a.accountId,
+      anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'ok one' }),
+      anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'refused' }),
+      anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'ok two' }),
+    );
+    const refused = { ...bad!, raw: { $notAField: 1 } }; // a field name the server refuses
+    const store = (events: InboundEvent[]) => h.t.deps.inbox.store(a.sub.id, a.agentId, events);
+    const watch = watchInboxInserts((d) => d.agentId === a.agentId);
+    const first = store([ok1!]);
+    const results = await Promise.allSettled([store([refused]), store([ok2!])]);
+    watch.stop();
+    expect(watch.sizes).toEqual([1, 2]); // the refused document and `ok two` shared the second insert
+    await expect(first).resolves.toBe(1);
+    expect(results[0]!.status).toBe('rejected');
+    expect(results[1]).toEqual({ status: 'fulfilled', value: 1 });
+    const ids = [ok1, bad, ok2].map((e) => `${a.sub.id}:${a.agentId}:${e!.key}`);
+    const inbox = h.t.platformDb.collection<{ _id: string }>('instagram_inbound_events');
+    const handled = h.t.platformDb.collection<{ _id: string }>('instagram_inbound_handled');
+    const stored = async (id: string) =>
+      (await inbox.countDocuments({ _id: id })) + (await handled.countDocuments({ _id: id }));
+    expect(await Promise.all(ids.map(stored))).toEqual([1, 0, 1]);
   });
 });
