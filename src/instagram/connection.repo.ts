@@ -74,13 +74,11 @@ export class ConnectionRepo {
   }
 
   async find(db: Connection, agentId: string): Promise<InstagramConnection | undefined> {
-    const hit = this.cache.get(cacheKey(db, agentId));
-    if (hit) return { ...hit };
-    const doc = await (await this.model(db)).findOne({ agentId }).lean<StoredDoc>();
-    if (!doc) return undefined;
-    const c = this.fromDoc(doc);
-    this.cache.set(cacheKey(db, agentId), c);
-    return { ...c };
+    const c = await this.cache.getOrLoad(cacheKey(db, agentId), async () => {
+      const doc = await (await this.model(db)).findOne({ agentId }).lean<StoredDoc>();
+      return doc ? this.fromDoc(doc) : undefined;
+    });
+    return c ? { ...c } : undefined;
   }
 
   /** Replaces the agent's connection as a whole (connecting again replaces, never merges). */

@@ -30,16 +30,38 @@ export class TtlCache<V> {
     while (this.entries.size > this.max) this.entries.delete(this.entries.keys().next().value as string);
   }
 
+  /** Forgets `key`, and a load of it in flight will not be cached (it may have read the old value). */
   delete(key: string): void {
     this.entries.delete(key);
+    this.loading.delete(key);
   }
 
-  /** Looks up `key`, loading (and caching) it when absent; `undefined` results are never cached. */
+  private readonly loading = new Map<string, Promise<V | undefined>>();
+
+  /**
+   * Looks up `key`, loading (and caching) it when absent; `undefined` results are never cached. Callers
+   * that miss while a load of the same key is in flight share it: when an entry expires under load, one
+   * query goes to the database, not one per request (on FerretDB each of these is a collection scan).
+   */
   async getOrLoad(key: string, load: () => Promise<V | undefined>): Promise<V | undefined> {
     const hit = this.get(key);
     if (hit !== undefined) return hit;
-    const value = await load();
-    if (value !== undefined) this.set(key, value);
-    return value;
+    const pending = this.loading.get(key);
+    if (pending) return pending;
+    const loaded = load().then(
+      (value) => {
+        if (this.loading.get(key) === loaded) {
+          this.loading.delete(key);
+          if (value !== undefined) this.set(key, value);
+        }
+        return value;
+      },
+      (err: unknown) => {
+        if (this.loading.get(key) === loaded) this.loading.delete(key);
+        throw err;
+      },
+    );
+    this.loading.set(key, loaded);
+    return loaded;
   }
 }
