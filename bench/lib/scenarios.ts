@@ -1,9 +1,10 @@
-import { Types } from 'mongoose';
 import { closedLoop, request, type RequestSpec } from './load';
 import { startBaseline, startConnector, type Proc } from './processes';
 import { figure, summary, type Figure } from './stats';
 import { World } from './world';
-import { conversationId, preview } from '../../src/chats/conversations.repo';
+import { ConversationsRepo, conversationId, preview } from '../../src/chats/conversations.repo';
+import { chatDocId } from '../../src/chats/chats.repo';
+import { MessagesRepo, type NewMessage } from '../../src/chats/messages.repo';
 import http from 'node:http';
 
 /** The five scenarios of issue 7. Each returns its figures; a figure's `rounds` are the per-round values. */
@@ -221,12 +222,13 @@ async function seedTurns(w: World, turns: number, users: number): Promise<void> 
   const perUser = Math.ceil(turns / users);
   const start = Date.now() - turns * 1000;
   let chats: object[] = [];
-  let rows: object[] = [];
+  let rows: NewMessage[] = [];
   let convs: object[] = [];
+  const messagesRepo = new MessagesRepo();
   const flush = async (force = false) => {
     if (rows.length >= 5000 || force) {
-      if (rows.length)
-        await db.collection('instagram_messages').insertMany(rows as never[], { ordered: false });
+      // The messages index through its bulk path: rows, stream heads and pages as `insert` writes them.
+      if (rows.length) await messagesRepo.importRows(db, rows);
       if (chats.length) await db.collection('chats').insertMany(chats as never[], { ordered: false });
       if (convs.length)
         await db.collection('instagram_conversations').insertMany(convs as never[], { ordered: false });
@@ -260,7 +262,6 @@ async function seedTurns(w: World, turns: number, users: number): Promise<void> 
         ...(role === 'agent' ? { delivery_status: 'sent' } : {}),
       });
       rows.push({
-        _id: new Types.ObjectId(),
         agentId: w.agentId,
         userId,
         chatId,
@@ -277,6 +278,7 @@ async function seedTurns(w: World, turns: number, users: number): Promise<void> 
       lastText = content;
     }
     chats.push({
+      _id: chatDocId(chatId),
       chat_id: chatId,
       agent_id: w.agentId,
       subaccountId: w.subaccountId,
@@ -308,10 +310,12 @@ async function seedTurns(w: World, turns: number, users: number): Promise<void> 
       lastMessageAt: new Date(last),
       lastInboundAt: new Date(lastInbound),
       messageCount: messages.length,
+      chatId,
     });
     await flush();
   }
   await flush(true);
+  await new ConversationsRepo().rebuildRecency(db, w.agentId); // the recency pages of the imported rows
 }
 
 // 4. Soak ---------------------------------------------------------------------------------------------------

@@ -160,7 +160,7 @@ async function recordEcho(d: InboundDeps, t: Thread, event: InboundEvent): Promi
   if (!event.mid) return 'ignored';
   // Ours by mid (one lookup by _id), or an in-flight send with the same text; then a turn recorded by mid.
   if (await d.outbound.claimEcho(t.db, t.agentId, t.userId, event.mid, event.text)) return 'ignored';
-  if (await d.recorder.messages.findByMid(t.db, t.agentId, event.mid)) return 'ignored';
+  if (await d.recorder.messages.has(t.db, t.agentId, turnId(event.key))) return 'ignored';
 
   const sessions = new ChatSessions(d, d.platform.retellFor(t.subaccount));
   const chatId = await sessions.currentForOperator(t);

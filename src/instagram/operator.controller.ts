@@ -2,6 +2,7 @@ import type { Request, Response } from 'express';
 import type { Tenant } from '../http/tenant';
 import type { Validated } from '../http/validate';
 import type { Cursor } from '../chats/messages.repo';
+import type { ConversationCursor } from '../chats/conversations.repo';
 import type { OperatorService, SendInput } from './operator.service';
 
 /** Glue only: validated input and the tenant in, the service's answer out in the envelope. */
@@ -25,7 +26,10 @@ export function operatorController(operator: OperatorService) {
     conversations: async (_req: Request, res: Response) =>
       ok(
         res,
-        await operator.conversations(tenant(res), input(res).query as { limit: number; before?: Cursor }),
+        await operator.conversations(
+          tenant(res),
+          input(res).query as { limit: number; before?: ConversationCursor },
+        ),
       ),
     pause: async (_req: Request, res: Response) =>
       ok(res, await operator.pause(tenant(res), userId(res), Number(input(res).body.minutes))),

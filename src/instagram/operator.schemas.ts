@@ -1,5 +1,6 @@
 import Joi from 'joi';
 import { decodeCursor } from '../chats/messages.repo';
+import { decodeConversationCursor } from '../chats/conversations.repo';
 
 /**
  * Joi for the operator routes (send, messages, conversations, pause/resume). Unknown keys are refused by
@@ -13,10 +14,12 @@ const igsid = Joi.string()
   .messages({ 'string.pattern.base': '{{#label}} must be a numeric Instagram-scoped user id (IGSID)' });
 
 /** The opaque `before` cursor of a previous page's `nextCursor`, decoded here so services get a value. */
-const cursor = Joi.string()
-  .max(200)
-  .custom((value: string, helpers) => decodeCursor(value) ?? helpers.error('any.invalid'))
-  .messages({ 'any.invalid': '{{#label}} must be a nextCursor returned by a previous page' });
+const cursorOf = (decode: (s: string) => unknown) =>
+  Joi.string()
+    .max(400)
+    .custom((value: string, helpers) => decode(value) ?? helpers.error('any.invalid'))
+    .messages({ 'any.invalid': '{{#label}} must be a nextCursor returned by a previous page' });
+const cursor = cursorOf(decodeCursor);
 
 const limit = Joi.number().integer().min(1).max(200).default(50);
 
@@ -51,7 +54,7 @@ export const messagesSchema = {
 };
 
 export const conversationsSchema = {
-  query: Joi.object({ limit, before: cursor }),
+  query: Joi.object({ limit, before: cursorOf(decodeConversationCursor) }),
 };
 
 const userParam = Joi.object({ userId: igsid.required() });

@@ -5,6 +5,7 @@ import type { Platform } from '../platform/platform';
 import { turnId, type ChatTurn } from '../chats/chats.repo';
 import { encodeCursor, type Cursor } from '../chats/messages.repo';
 import type { TurnRecorder } from '../chats/turn-recorder';
+import { encodeConversationCursor, type ConversationCursor } from '../chats/conversations.repo';
 import { ChatSessions } from '../inbound/chat-sessions';
 import type { ConnectionRepo, InstagramConnection } from './connection.repo';
 import type { AttachmentType, OutgoingMessage } from './graph.client';
@@ -69,12 +70,21 @@ export class OperatorService {
     return { messageIds, instagramMessageIds, recipientId: input.to, chatId: chatId! };
   }
 
-  /** Newest first; usernames from the conversation summaries in one query per page. */
+  /**
+   * Newest first (record order). Usernames from the conversation summaries by `_id`: with `userId` its one
+   * summary is read beside the page, otherwise one per user on the page, in parallel.
+   */
   async messages(t: Tenant, q: { userId?: string; limit: number; before?: Cursor }) {
     const agentId = t.agent.agentId;
-    const { rows, next } = await this.d.recorder.messages.page(t.db, agentId, q);
-    const userIds = [...new Set(rows.map((r) => r.userId))];
-    const names = await this.d.recorder.conversations.usernames(t.db, agentId, userIds);
+    const { messages, conversations } = this.d.recorder;
+    const [{ rows, next }, own] = await Promise.all([
+      messages.page(t.db, agentId, q),
+      q.userId === undefined ? undefined : conversations.get(t.db, agentId, q.userId),
+    ]);
+    const userIds = q.userId === undefined ? [...new Set(rows.map((r) => r.userId))] : [];
+    const summaries = await Promise.all(userIds.map((u) => conversations.get(t.db, agentId, u)));
+    const names = new Map(userIds.map((u, i) => [u, summaries[i]?.username]));
+    if (q.userId !== undefined) names.set(q.userId, own?.username);
     return {
       messages: rows.map((r) => toMessageItem(r, names.get(r.userId))),
       nextCursor: next ? encodeCursor(next) : null,
@@ -82,12 +92,12 @@ export class OperatorService {
   }
 
   /** One row per Instagram user, most recent first, with the 24-hour window and pause state. */
-  async conversations(t: Tenant, q: { limit: number; before?: Cursor }) {
+  async conversations(t: Tenant, q: { limit: number; before?: ConversationCursor }) {
     const { rows, next } = await this.d.recorder.conversations.page(t.db, t.agent.agentId, q);
     const now = Date.now();
     return {
       conversations: rows.map((r) => toConversationItem(r, now)),
-      nextCursor: next ? encodeCursor(next) : null,
+      nextCursor: next ? encodeConversationCursor(next) : null,
     };
   }
 
@@ -121,7 +131,7 @@ export class OperatorService {
   private async assertWindowOpen(t: Tenant, userId: string): Promise<Date | null> {
     const agentId = t.agent.agentId;
     const row = await this.d.recorder.conversations.get(t.db, agentId, userId);
-    const last = row?.lastInboundAt ?? (await this.d.recorder.messages.lastInboundAt(t.db, agentId, userId));
+    const last = row?.lastInboundAt;
     if (!windowState(last).open) throw windowClosed(last ?? null);
     return last ?? null;
   }

@@ -1,6 +1,6 @@
 import type { Connection } from 'mongoose';
 import { connectPlatform } from '../../src/db/mongo';
-import { ConversationsRepo } from '../../src/chats/conversations.repo';
+import { ConversationsRepo, RECENCY_PAGE_SIZE } from '../../src/chats/conversations.repo';
 import { testDbUri, uniqueName } from '../setup/db';
 
 /** The per-user summary rows, against the run's real database server. */
@@ -39,5 +39,41 @@ test('when turns, a pause and a username are written to one row at once, then no
     aiPausedUntil: until,
     username: 'jane',
     chatId: 'chat_1',
+  });
+});
+
+describe('recency pages', () => {
+  const minute = (i: number) => new Date(Date.UTC(2026, 10, 20, 0, i));
+  const listAll = async (agentId: string, limit: number) => {
+    const seen: string[] = [];
+    let before: Awaited<ReturnType<ConversationsRepo['page']>>['next'];
+    do {
+      const page = await conversations.page(db, agentId, { limit, before });
+      seen.push(...page.rows.map((r) => r.userId));
+      before = page.next;
+    } while (before);
+    return seen;
+  };
+
+  test('when more users wrote than one recency page holds, then paging lists each user once, most recent first, and a user who writes again moves to the top', async () => {
+    const users = Array.from({ length: RECENCY_PAGE_SIZE * 2 + 7 }, (_, i) => `u${i}`);
+    for (const [i, u] of users.entries())
+      await conversations.recordTurn(db, 'agent_r', u, { role: 'user', text: 'hi', at: minute(i) });
+
+    expect(await listAll('agent_r', 7)).toEqual([...users].reverse());
+
+    await conversations.recordTurn(db, 'agent_r', 'u3', { role: 'user', text: 'again', at: minute(500) });
+    const after = await listAll('agent_r', 20);
+    expect(after[0]).toBe('u3');
+    expect(after).toHaveLength(users.length);
+    expect(new Set(after).size).toBe(users.length);
+  });
+
+  test('when the pages are rebuilt from the rows, then the listing is the same', async () => {
+    const before = await listAll('agent_r', 50);
+
+    await conversations.rebuildRecency(db, 'agent_r');
+
+    expect(await listAll('agent_r', 50)).toEqual(before);
   });
 });

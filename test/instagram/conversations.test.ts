@@ -2,7 +2,7 @@ import { startHarness, type ConnectedAgent, type Harness } from '../setup/harnes
 import { anInstagramDm } from '../factories/instagram';
 import { HOUR, storedTurns } from '../factories/turns';
 import { userOf } from '../setup/tokens';
-import { PREVIEW_LENGTH, conversationId } from '../../src/chats/conversations.repo';
+import { PREVIEW_LENGTH } from '../../src/chats/conversations.repo';
 
 let h: Harness;
 let shared: ConnectedAgent; // for tests that store nothing
@@ -104,7 +104,7 @@ test('when paging with limit=2 through five conversations, then each appears exa
   for (let i = 0; i < 5; i++) {
     const u = h.aVisitor();
     users.push(u);
-    // The last two share a last-message time: the order between them rests on the tie-breaker (_id).
+    // The last two share a last-message time: the order between them rests on the tie-breaker (userId).
     await storedTurns(h, a, u, [{ role: 'user', at: now - HOUR + Math.min(i, 3) * 1000 }]);
   }
   const pageThrough = async (between?: () => Promise<void>) => {
@@ -120,10 +120,8 @@ test('when paging with limit=2 through five conversations, then each appears exa
     return pages;
   };
 
-  // Tied rows come in descending _id order (the _id is derived from agent and user).
-  const tied = [users[3]!, users[4]!].sort((x, y) =>
-    conversationId(a.agentId, y).toHexString().localeCompare(conversationId(a.agentId, x).toHexString()),
-  );
+  // Tied rows come in descending userId order.
+  const tied = [users[3]!, users[4]!].sort((x, y) => (x < y ? 1 : -1));
   expect(await pageThrough()).toEqual([tied, [users[2], users[1]], [users[0]]]);
 
   // A visitor further down writes again while the operator pages: the row moves to the top (seen on the

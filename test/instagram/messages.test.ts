@@ -39,8 +39,8 @@ async function allPages(a: ConnectedAgent, query: string, between?: (page: numbe
 }
 
 /**
- * 30 turns over three visitors, oldest first, with some sharing a timestamp (so the order within a
- * millisecond rests on the tie-breaker). Returns them newest first, as /messages must list them.
+ * 30 turns over three visitors, oldest first, with some sharing a timestamp. Returns them newest first, as
+ * /messages must list them: in record order, the last recorded first.
  */
 async function thirtyTurns(a: ConnectedAgent): Promise<{ ids: string[]; users: string[] }> {
   const names = ['ann', 'bob', 'cy'];
@@ -55,11 +55,11 @@ async function thirtyTurns(a: ConnectedAgent): Promise<{ ids: string[]; users: s
     });
     written.push(messageIds[0]!);
   }
-  // Within one timestamp the later write sorts first (it has the larger _id): newest first is the reverse.
+  // Newest first is the reverse of the order they were recorded in, ties in time included.
   return { ids: written.reverse(), users };
 }
 
-test('when paging with limit=2 through 30 turns, then each turn is visited exactly once, newest first', async () => {
+test('when paging with limit=2 through 30 turns, then each turn is visited exactly once, newest (last recorded) first', async () => {
   const a = await h.connectAgent();
   const { ids } = await thirtyTurns(a);
 
@@ -122,6 +122,21 @@ test('when filtered by userId, then only that visitor’s turns are listed, each
   });
   const timestamps = items.map((m) => Date.parse(m.timestamp as string));
   expect([...timestamps].sort((x, y) => y - x)).toEqual(timestamps);
+});
+
+test('when a turn is recorded after later ones (an older timestamp), then it is listed by record order: first', async () => {
+  const a = await h.connectAgent();
+  const visitor = h.aVisitor('late');
+  const now = Date.now();
+  const { messageIds } = await storedTurns(h, a, visitor, [
+    { role: 'user', content: 'second', at: now - 1000 },
+    { role: 'agent', content: 'third', at: now },
+    { role: 'user', content: 'first, recorded late', at: now - 2000 },
+  ]);
+
+  const res = await get(a, '');
+
+  expect(res.body.data.messages.map((m: Item) => m.messageId)).toEqual([...messageIds].reverse());
 });
 
 test('when a visitor sent an attachment through the webhook, then /messages lists it with its attachments and status received', async () => {
