@@ -1,18 +1,14 @@
 import type { Connection } from 'mongoose';
-import { connectPlatform } from '../../src/db/mongo';
 import { ChatsRepo, chatDocId, type ChatTurn } from '../../src/chats/chats.repo';
-import { testDbUri, uniqueName } from '../setup/db';
+import { dropTestDatabase, openTestDatabase } from '../setup/db';
 
 /** The append to the platform's `chats` documents, against the run's real database server. */
 let db: Connection;
 const chats = new ChatsRepo();
 beforeAll(async () => {
-  db = await connectPlatform(testDbUri(uniqueName('chats')));
+  db = await openTestDatabase('chats');
 });
-afterAll(async () => {
-  await db.dropDatabase();
-  await db.close();
-});
+afterAll(() => dropTestDatabase(db));
 
 async function aChat(): Promise<string> {
   const chatId = `chat_${Math.random().toString(16).slice(2)}`;

@@ -1,18 +1,14 @@
 import type { Connection } from 'mongoose';
-import { connectPlatform } from '../../src/db/mongo';
 import { ConversationsRepo, RECENCY_PAGE_SIZE } from '../../src/chats/conversations.repo';
-import { testDbUri, uniqueName } from '../setup/db';
+import { dropTestDatabase, openTestDatabase } from '../setup/db';
 
 /** The per-user summary rows, against the run's real database server. */
 let db: Connection;
 const conversations = new ConversationsRepo();
 beforeAll(async () => {
-  db = await connectPlatform(testDbUri(uniqueName('conversations')));
+  db = await openTestDatabase('conversations');
 });
-afterAll(async () => {
-  await db.dropDatabase();
-  await db.close();
-});
+afterAll(() => dropTestDatabase(db));
 
 test('when turns, a pause and a username are written to one row at once, then none of the writes is lost', async () => {
   const at = (i: number) => new Date(Date.UTC(2026, 10, 21, 10, 0, i));

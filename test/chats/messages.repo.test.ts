@@ -1,5 +1,4 @@
 import type { Connection } from 'mongoose';
-import { connectPlatform } from '../../src/db/mongo';
 import {
   itemOf,
   messageLayout as L,
@@ -10,7 +9,7 @@ import {
   type MessageRow,
   type NewMessage,
 } from '../../src/chats/messages.repo';
-import { testDbUri, uniqueName } from '../setup/db';
+import { dropTestDatabase, openTestDatabase } from '../setup/db';
 
 /** The messages index (rows, stream heads, pages), against the run's real database server. */
 let db: Connection;
@@ -18,12 +17,9 @@ const repo = new MessagesRepo();
 let agentCounter = 0;
 const anAgent = () => `agent_${++agentCounter}_${Date.now().toString(36)}`;
 beforeAll(async () => {
-  db = await connectPlatform(testDbUri(uniqueName('messages')));
+  db = await openTestDatabase('messages');
 });
-afterAll(async () => {
-  await db.dropDatabase();
-  await db.close();
-});
+afterAll(() => dropTestDatabase(db));
 
 const t0 = Date.UTC(2026, 10, 21, 10, 0, 0);
 function aTurn(agentId: string, userId: string, i: number, o: Partial<NewMessage> = {}): NewMessage {
@@ -209,7 +205,7 @@ test('when the stream head was lost and seqs repeat, then paging still visits ev
 });
 
 test('when rows are imported in bulk, then rows, heads and pages are exactly what one insert per turn writes', async () => {
-  const reference = await connectPlatform(testDbUri(uniqueName('messages_import')));
+  const reference = await openTestDatabase('messages_import');
   try {
     const agentId = anAgent();
     const turns = Array.from({ length: 140 }, (_, i) =>
@@ -240,8 +236,7 @@ test('when rows are imported in bulk, then rows, heads and pages are exactly wha
         .reverse(),
     );
   } finally {
-    await reference.dropDatabase();
-    await reference.close();
+    await dropTestDatabase(reference);
   }
 });
 

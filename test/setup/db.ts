@@ -1,4 +1,6 @@
 import crypto from 'node:crypto';
+import type { Connection } from 'mongoose';
+import { connectPlatform } from '../../src/db/mongo';
 
 /** The run's server (from globalSetup) with a database name of this test file's own. */
 export function testDbUri(name: string): string {
@@ -11,4 +13,14 @@ export function testDbUri(name: string): string {
 
 export function uniqueName(prefix: string): string {
   return `${prefix}_${process.env.JEST_WORKER_ID ?? '0'}_${crypto.randomBytes(4).toString('hex')}`;
+}
+
+/** A database of the caller's own on the run's server, through the app's own connection helper. */
+export function openTestDatabase(prefix: string): Promise<Connection> {
+  return connectPlatform(testDbUri(uniqueName(prefix)));
+}
+
+export async function dropTestDatabase(db: Connection | undefined): Promise<void> {
+  await db?.dropDatabase();
+  await db?.close();
 }
