@@ -191,17 +191,6 @@ export class ConversationsRepo {
     });
   }
 
-  /** Known usernames of these users, in one query (for a page of /messages). */
-  async usernames(db: Connection, agentId: string, userIds: string[]): Promise<Map<string, string>> {
-    if (userIds.length === 0) return new Map();
-    const rows = await (
-      await this.model(db)
-    )
-      .find({ agentId, userId: { $in: userIds } }, { userId: 1, username: 1 })
-      .lean<Pick<ConversationRow, 'userId' | 'username'>[]>();
-    return new Map(rows.flatMap((r) => (r.username ? [[r.userId, r.username] as const] : [])));
-  }
-
   /**
    * Most recent first, `limit` rows and the cursor of the next page, from the recency pages: the newest
    * page first, each page's rows fetched by `_id` and ordered by their last message time. A row found
@@ -297,7 +286,6 @@ export class ConversationsRepo {
       .collection as unknown as mongo.Collection<RecencyDoc>;
   }
 
-  /** Two first writers for one user race on the `_id`: the loser simply applies its update again. */
   /**
    * One update of a row, by `_id`, upserting it: serialised per row in this process, and retried once
    * when two first writes for a row race to insert it (E11000).

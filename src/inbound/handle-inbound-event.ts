@@ -158,7 +158,7 @@ async function answerVisitor(
  */
 async function recordEcho(d: InboundDeps, t: Thread, event: InboundEvent): Promise<'done' | 'ignored'> {
   if (!event.mid) return 'ignored';
-  // Ours by mid (one lookup by _id), or an in-flight send with the same text; then a turn recorded by mid.
+  // Ours by mid (one lookup by _id) or an in-flight send with the same text; or already recorded as a turn.
   if (await d.outbound.claimEcho(t.db, t.agentId, t.userId, event.mid, event.text)) return 'ignored';
   if (await d.recorder.messages.has(t.db, t.agentId, turnId(event.key))) return 'ignored';
 
