@@ -126,6 +126,7 @@ export function buildDeps(
   const webhooks = new WebhookService({
     connectionRepo,
     inbox,
+    outbound,
     logger,
     metaAppSecret: config.metaAppSecret,
     requireSignature: config.nodeEnv === 'production' && !config.allowUnsignedWebhooks,

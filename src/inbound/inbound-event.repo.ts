@@ -18,9 +18,9 @@ export type InboxStatus = 'pending' | 'done' | 'failed' | 'ignored';
 /** What a handler has already done for an event, so a retry after a crash resumes instead of repeating. */
 export interface Progress {
   chatId?: string;
+  /** The agent's answer, so a retry sends it rather than asking the agent again. (Parts already sent are
+   * known by their outbound notes.) */
   agentReplies?: string[];
-  /** Parts already sent, by index into the split replies: the Instagram message id. */
-  sentParts?: Record<string, string>;
 }
 
 export interface StoredEvent {

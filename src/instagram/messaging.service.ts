@@ -2,7 +2,6 @@ import type { Connection } from 'mongoose';
 import { turnId } from '../chats/chats.repo';
 import type { Logger } from '../lib/logger';
 import type { TurnRecorder } from '../chats/turn-recorder';
-import type { Progress } from '../inbound/inbound-event.repo';
 import type { ConnectionRepo, InstagramConnection } from './connection.repo';
 import type { GraphClient, OutgoingMessage } from './graph.client';
 import { GraphError } from './graph.errors';
@@ -20,8 +19,6 @@ export interface AgentDelivery {
   eventKey: string;
   threadKey: string;
   replies: string[];
-  progress: Progress;
-  saveProgress(p: Progress): Promise<void>;
 }
 
 export interface MessagingDeps {
@@ -41,44 +38,39 @@ export class MessagingService {
   constructor(private readonly d: MessagingDeps) {}
 
   /**
-   * Each agent reply, split to ≤ 1,000 UTF-8 bytes, sent in order and recorded as an `agent` turn. Parts
-   * already sent (journaled in progress) are not sent again. A send that may have been delivered despite an
-   * error is not blindly repeated: its echo is looked for first, for up to `reconcileWindowMs`.
+   * Each agent reply, split to ≤ 1,000 UTF-8 bytes, sent in order and recorded as an `agent` turn. A part
+   * already sent is not sent again: its outbound note (keyed by event and part) says so and holds its mid.
+   * A send that may have been delivered despite an error is not blindly repeated: its echo is looked for
+   * first, for up to `reconcileWindowMs`.
    */
   async deliverAgentReplies(db: Connection, conn: InstagramConnection, a: AgentDelivery): Promise<void> {
     const parts = a.replies.flatMap((r) => splitMessage(r));
-    const sent: Record<string, string> = { ...(a.progress.sentParts ?? {}) };
     for (let i = 0; i < parts.length; i++) {
       const text = parts[i]!;
       const key = `${a.eventKey}:${i}`;
       const base = { message_id: turnId(key), role: 'agent' as const, content: text };
-      let mid = sent[i];
-      if (!mid) {
-        const outcome = await this.sendOnce(db, conn, {
-          key,
+      const outcome = await this.sendOnce(db, conn, {
+        key,
+        agentId: a.agentId,
+        userId: a.userId,
+        threadKey: a.threadKey,
+        text,
+      });
+      if (outcome.failed) {
+        await this.d.recorder.record(db, {
           agentId: a.agentId,
           userId: a.userId,
-          threadKey: a.threadKey,
-          text,
+          chatId: a.chatId,
+          turn: {
+            ...base,
+            created_timestamp: Date.now(),
+            delivery_status: 'failed',
+            delivery_error: outcome.failed,
+          },
         });
-        if (outcome.failed) {
-          await this.d.recorder.record(db, {
-            agentId: a.agentId,
-            userId: a.userId,
-            chatId: a.chatId,
-            turn: {
-              ...base,
-              created_timestamp: Date.now(),
-              delivery_status: 'failed',
-              delivery_error: outcome.failed,
-            },
-          });
-          continue;
-        }
-        mid = outcome.mid!;
-        sent[i] = mid;
-        await a.saveProgress({ ...a.progress, sentParts: sent });
+        continue;
       }
+      const mid = outcome.mid;
       await this.d.recorder.record(db, {
         agentId: a.agentId,
         userId: a.userId,
@@ -125,6 +117,7 @@ export class MessagingService {
    * the answer is known as ours), completed after it, and a dead token (190) flagged on the connection.
    * Meta's refusal is rethrown as the GraphError; an outcome Meta left unknown leaves the note `uncertain`
    * (the caller reconciles it against echoes) or `failed` (a late echo is then recorded as a person's).
+   * `alreadyNoted`: the caller began the note itself (and read what a retry finds there).
    */
   async sendNoted(
     db: Connection,
@@ -135,13 +128,16 @@ export class MessagingService {
       userId: string;
       message: OutgoingMessage;
       ifUnknown: 'uncertain' | 'failed';
+      alreadyNoted?: boolean;
     },
   ): Promise<string> {
     const content =
       'text' in n.message ? { text: n.message.text } : { attachmentUrl: n.message.attachment.url };
-    await this.d.outbound.begin(db, { key: n.key, agentId: n.agentId, userId: n.userId, ...content });
+    if (!n.alreadyNoted)
+      await this.d.outbound.begin(db, { key: n.key, agentId: n.agentId, userId: n.userId, ...content });
     try {
       const { messageId } = await this.d.graph.sendMessage(conn.accessToken, n.userId, n.message);
+      this.d.outbound.noteSentHere(n.agentId, messageId);
       await this.d.outbound.complete(db, n.agentId, n.key, { status: 'sent', mid: messageId });
       return messageId;
     } catch (err) {
@@ -172,7 +168,12 @@ export class MessagingService {
   ): Promise<{ mid: string; failed?: undefined } | { failed: string; mid?: undefined }> {
     try {
       return {
-        mid: await this.sendNoted(db, conn, { ...m, message: { text: m.text }, ifUnknown: 'uncertain' }),
+        mid: await this.sendNoted(db, conn, {
+          ...m,
+          message: { text: m.text },
+          ifUnknown: 'uncertain',
+          alreadyNoted: true, // by sendOnce
+        }),
       };
     } catch (err) {
       if (!(err instanceof GraphError)) throw err;

@@ -51,7 +51,28 @@ const MATCH_WINDOW_MS = 60 * 60_000;
 
 const noteId = (agentId: string, key: string) => `${agentId}:${key}`;
 
+/** How many of this process's latest sent mids it remembers (a few MB at most). */
+const RECENT_MIDS = 20_000;
+
 export class OutboundRepo {
+  /**
+   * The latest mids this process sent (`agentId:mid`, oldest first): Meta echoes each of them, and an
+   * echo found here is ours beyond doubt, so intake acknowledges it without storing it (WebhookService).
+   * An echo that beats its send's answer, or one of another process's sends, is not here: it takes the
+   * stored path and is recognised there.
+   */
+  private readonly recent = new Set<string>();
+
+  sentHere(agentId: string, mid: string): boolean {
+    return this.recent.has(midId(agentId, mid));
+  }
+
+  /** Meta answered a send of ours with this mid (remembered at once: its echo may be on its way already). */
+  noteSentHere(agentId: string, mid: string): void {
+    this.recent.add(midId(agentId, mid));
+    if (this.recent.size > RECENT_MIDS) this.recent.delete(this.recent.values().next().value!);
+  }
+
   private async notes(db: Connection) {
     return (await modelOn(db, 'InstagramOutbound', schema))
       .collection as unknown as mongo.Collection<OutboundNote>;
@@ -67,6 +88,7 @@ export class OutboundRepo {
     } catch (err) {
       if (!isDuplicateKey(err)) throw err;
     }
+    this.noteSentHere(agentId, mid);
   }
 
   /** Did we send the message with this mid? (One lookup by `_id`.) */

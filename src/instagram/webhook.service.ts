@@ -4,11 +4,13 @@ import type { Logger } from '../lib/logger';
 import type { InboxRepo } from '../inbound/inbound-event.repo';
 import { parseWebhookPayload } from '../inbound/inbound-event';
 import type { ConnectionRepo } from './connection.repo';
+import type { OutboundRepo } from './outbound.repo';
 import { isValidSignature } from './webhook-signature';
 
 export interface WebhookDeps {
   connectionRepo: ConnectionRepo;
   inbox: InboxRepo;
+  outbound: Pick<OutboundRepo, 'sentHere'>;
   logger: Logger;
   metaAppSecret: string | undefined;
   /** Production refuses unsigned webhooks unless this is set. */
@@ -50,10 +52,19 @@ export class WebhookService {
     if (!connection) return { received: parsed.events.length, stored: 0 };
 
     const ours = parsed.events.filter((e) => e.accountId === connection.instagramAccountId);
-    const stored = await this.d.inbox.store(t.subaccount.id, t.agent.agentId, ours);
+    // The echo of a message this process sent has nothing left to do: acknowledged, not stored.
+    const toStore = ours.filter(
+      (e) => !(e.kind === 'echo' && e.mid && this.d.outbound.sentHere(t.agent.agentId, e.mid)),
+    );
+    const stored = await this.d.inbox.store(t.subaccount.id, t.agent.agentId, toStore);
     if (stored > 0) this.d.onStored();
     this.d.logger.info(
-      { received: parsed.events.length, foreign: parsed.events.length - ours.length, stored },
+      {
+        received: parsed.events.length,
+        foreign: parsed.events.length - ours.length,
+        ownEchoes: ours.length - toStore.length,
+        stored,
+      },
       'webhook stored',
     );
     return { received: parsed.events.length, stored };

@@ -120,6 +120,30 @@ describe('echoes', () => {
     expect(askedWith(visitor)).toEqual(['hello']);
   });
 
+  test('when the echo of a reply arrives after its send returned, then it is acknowledged without being stored', async () => {
+    const visitor = h.aVisitor();
+    await h.deliver(a, [anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'hello' })]);
+    await h.drain();
+    const reply = (await turnsOf()).find((t) => t.role === 'agent')!;
+    // Meta redelivers the echo late (the harness already delivered it once, before the send returned).
+    const res = await h.deliver(a, [
+      anEcho({ userId: visitor, accountId: a.accountId, mid: reply.instagram_mid, text: reply.content }),
+    ]);
+    expect(res.status).toBe(200);
+    expect(res.body.data).toEqual({ received: 1, stored: 0 });
+    await h.drain();
+    expect((await turnsOf()).map((t) => t.role)).toEqual(['user', 'agent']);
+    // A foreign echo in the same delivery is still stored (and becomes an operator turn).
+    const foreign = anEcho({ userId: visitor, accountId: a.accountId, text: 'a person typed this' });
+    const both = await h.deliver(a, [
+      anEcho({ userId: visitor, accountId: a.accountId, mid: reply.instagram_mid, text: reply.content }),
+      foreign,
+    ]);
+    expect(both.body.data).toEqual({ received: 2, stored: 1 });
+    await h.drain();
+    expect((await turnsOf()).map((t) => t.role)).toEqual(['user', 'agent', 'operator']);
+  });
+
   test('when a person answers from the Instagram app, then the echo is stored as an operator turn and never reaches the agent', async () => {
     const visitor = h.aVisitor();
     await h.deliver(a, [anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'hi' })]);
