@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import type { Connection } from 'mongoose';
 import type { ChatHead, ChatsRepo } from '../chats/chats.repo';
-import type { ConversationsRepo } from '../chats/conversations.repo';
+import type { ConversationRow, ConversationsRepo } from '../chats/conversations.repo';
 import type { InstagramConnection } from '../instagram/connection.repo';
 import type { Logger } from '../lib/logger';
 import type { RetellClient } from '../retell/retell.client';
@@ -36,9 +36,13 @@ export class ChatSessions {
     private readonly retell: RetellClient,
   ) {}
 
-  /** The chat to answer in: the ongoing one if it is fresh and a Retell chat, else a new one. */
-  async current(t: ThreadRef, username?: string): Promise<string> {
-    const ongoing = await this.ongoing(t);
+  /**
+   * The chat to answer in: the ongoing one if it is fresh and a Retell chat, else a new one. `conversation`:
+   * the thread's row when the caller has just read it (saves reading it again).
+   */
+  async current(t: ThreadRef, conversation?: ConversationRow): Promise<string> {
+    const username = conversation?.username;
+    const ongoing = await this.ongoing(t, conversation);
     if (ongoing && !this.isIdle(ongoing) && ongoing.metadata.retell_chat !== false) return ongoing.chat_id;
     if (ongoing) await this.end(t, ongoing);
     return this.start(t, username);
@@ -83,8 +87,8 @@ export class ChatSessions {
   }
 
   /** The thread's current chat if it is still ongoing. */
-  private async ongoing(t: ThreadRef): Promise<ChatHead | undefined> {
-    const chatId = (await this.d.conversations.get(t.db, t.agentId, t.userId))?.chatId;
+  private async ongoing(t: ThreadRef, row?: ConversationRow): Promise<ChatHead | undefined> {
+    const chatId = (row ?? (await this.d.conversations.get(t.db, t.agentId, t.userId)))?.chatId;
     const chat = chatId ? await this.d.chats.head(t.db, chatId) : undefined;
     return chat?.chat_status === 'ongoing' ? chat : undefined;
   }

@@ -101,8 +101,8 @@ async function answerVisitor(
   const sessions = new ChatSessions(d, retell);
   const conversation = await d.conversations.get(t.db, t.agentId, t.userId);
 
-  const chatId = progress.chatId ?? (await sessions.current(t, conversation?.username));
-  if (progress.chatId !== chatId) await ctx.saveProgress({ ...progress, chatId });
+  // Not journaled: a retry finds the same chat again, as the thread's current chat on its conversation row.
+  const chatId = progress.chatId ?? (await sessions.current(t, conversation));
   progress.chatId = chatId;
 
   const userTurn: ChatTurn = {
@@ -143,8 +143,6 @@ async function answerVisitor(
     eventKey: stored.dedupeKey,
     threadKey: stored.threadKey,
     replies: progress.agentReplies,
-    progress,
-    saveProgress: (p) => ctx.saveProgress(p),
   });
 
   if (!conversation?.username) await learnUsername(d, t, progress.chatId!);
