@@ -133,17 +133,23 @@ export class InboundWorker {
 
   private async runThread(threadKey: string): Promise<void> {
     let lost = false;
-    const heartbeat = setInterval(
-      () => {
-        void this.inbox.renewLease(threadKey, this.id, this.opts.leaseMs).then((held) => (lost ||= !held));
-      },
-      Math.max(50, this.opts.leaseMs / 3),
-    );
+    // Held for a full lease from here; renewed by the heartbeat, and before an event when a third of the
+    // lease has passed since (so a thread of many events never starts one on a lease about to run out).
+    let renewedAt = Date.now();
+    const every = Math.max(50, this.opts.leaseMs / 3);
+    const renew = async () => {
+      const at = Date.now();
+      const held = await this.inbox.renewLease(threadKey, this.id, this.opts.leaseMs);
+      if (held) renewedAt = Math.max(renewedAt, at);
+      lost ||= !held;
+    };
+    const heartbeat = setInterval(() => void renew().catch(() => undefined), every);
     try {
       while (!lost) {
         const next = await this.inbox.nextOfThread(threadKey);
         if (!next || next.availableAt.getTime() > Date.now()) break;
-        if (!(await this.inbox.renewLease(threadKey, this.id, this.opts.leaseMs))) break;
+        if (Date.now() - renewedAt >= every) await renew();
+        if (lost) break;
         await this.handleOne(next);
       }
     } finally {
