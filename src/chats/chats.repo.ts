@@ -130,8 +130,9 @@ export class ChatsRepo {
   /**
    * Appends a turn unless a turn with its message_id is already there (a redelivery or a retry); false
    * then. Every step is by `_id`, with no conditional filter:
-   * 1. read the turn ids; a turn already there is not appended again (one worker at a time holds a
-   *    thread, so the same turn is never appended concurrently);
+   * 1. unless the caller knows the turn is new (`fresh`: it has just claimed its message_id, see
+   *    TurnRecorder), read the turn ids; a turn already there is not appended again (one worker at a time
+   *    holds a thread, so the same turn is never appended concurrently);
    * 2. `$push` the turn and `$inc` message_count in one atomic update, which returns the turns after it;
    * 3. `$max` the transcript rebuilt from those turns. Turns are only ever appended, so a later state's
    *    transcript extends an earlier one's and is greater in string order: whatever order two concurrent
@@ -140,9 +141,14 @@ export class ChatsRepo {
    * Within this process, appends to one chat also run one at a time (KeyedMutex): FerretDB does not apply
    * an update atomically, and two concurrent `$push`es to one document could lose one.
    */
-  async appendTurn(db: Connection, chatId: string, turn: ChatTurn): Promise<boolean> {
+  async appendTurn(
+    db: Connection,
+    chatId: string,
+    turn: ChatTurn,
+    opts: { fresh?: boolean } = {},
+  ): Promise<boolean> {
     const _id = chatDocId(chatId);
-    return chatWrites.run(writeKey(db, chatId), () => this.append(db, _id, chatId, turn));
+    return chatWrites.run(writeKey(db, chatId), () => this.append(db, _id, chatId, turn, opts.fresh));
   }
 
   private async append(
@@ -150,13 +156,16 @@ export class ChatsRepo {
     _id: Types.ObjectId,
     chatId: string,
     turn: ChatTurn,
+    fresh = false,
   ): Promise<boolean> {
     const chats = (await this.model(db)).collection;
-    const before = (await chats.findOne({ _id }, { projection: { 'messages.message_id': 1 } })) as {
-      messages?: { message_id: string }[];
-    } | null;
-    if (!before) throw new Error(`chat ${chatId} not found`);
-    if ((before.messages ?? []).some((m) => m.message_id === turn.message_id)) return false;
+    if (!fresh) {
+      const before = (await chats.findOne({ _id }, { projection: { 'messages.message_id': 1 } })) as {
+        messages?: { message_id: string }[];
+      } | null;
+      if (!before) throw new Error(`chat ${chatId} not found`);
+      if ((before.messages ?? []).some((m) => m.message_id === turn.message_id)) return false;
+    }
     const after = (await chats.findOneAndUpdate(
       { _id },
       {

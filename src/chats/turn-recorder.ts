@@ -4,9 +4,13 @@ import { ConversationsRepo } from './conversations.repo';
 import { MessagesRepo } from './messages.repo';
 
 /**
- * Writes one turn everywhere it belongs: appended to the chat document (the platform's record), a row in
- * the messages index, and the conversation summary. Each step is idempotent by message_id, so a retry
+ * Writes one turn everywhere it belongs: a row in the messages index, appended to the chat document (the
+ * platform's record), and the conversation summary. Each step is idempotent by message_id, so a retry
  * after a crash completes what was missing and adds nothing twice.
+ *
+ * The messages row comes first: its insert is the turn's unique-key claim. When it is new, the turn cannot
+ * be in the chat yet (nothing appends before the row exists, and one worker holds a thread at a time), so
+ * the append needs no look at the chat's turns first; only a repeat checks them.
  */
 export class TurnRecorder {
   constructor(
@@ -20,9 +24,8 @@ export class TurnRecorder {
     t: { agentId: string; userId: string; chatId: string; turn: ChatTurn },
   ): Promise<void> {
     const { turn } = t;
-    await this.chats.appendTurn(db, t.chatId, turn);
     const at = new Date(turn.created_timestamp);
-    const inserted = await this.messages.insert(db, {
+    const fresh = await this.messages.insert(db, {
       agentId: t.agentId,
       userId: t.userId,
       chatId: t.chatId,
@@ -35,9 +38,13 @@ export class TurnRecorder {
       ...(turn.instagram_mid ? { instagramMid: turn.instagram_mid } : {}),
       ...(turn.delivery_error ? { error: turn.delivery_error } : {}),
     });
-    if (inserted) {
-      const text = turn.content || (turn.attachments?.length ? `[${turn.attachments[0]!.type}]` : '');
-      await this.conversations.recordTurn(db, t.agentId, t.userId, { role: turn.role, text, at });
-    }
+    await this.chats.appendTurn(db, t.chatId, turn, { fresh });
+    const text = turn.content || (turn.attachments?.length ? `[${turn.attachments[0]!.type}]` : '');
+    await this.conversations.recordTurn(db, t.agentId, t.userId, {
+      role: turn.role,
+      text,
+      at,
+      repeat: !fresh,
+    });
   }
 }
