@@ -33,30 +33,71 @@ interface ConversationDoc extends Omit<ConversationRow, 'lastMessage' | 'lastMes
   lastMessageKey?: string;
   /** The recency page that lists this row (see RecencyDoc). */
   recencyPage?: number;
+  /** Incremented by every write: orders the row's summaries in the recency pages. */
+  v?: number;
 }
 
 /**
- * `GET /conversations` without a query over the rows: an agent's users in recency pages, `_id`
- * `p:<agent>:<k>`, each listing up to RECENCY_PAGE_SIZE users, and a head `h:<agent>` naming the newest
- * page (`top`). A turn moves its user into the newest page (`$addToSet` there, `$pull` from the page it
- * was in); a full newest page opens the next. Every page holds users whose last move came after every
- * user of the page below, so reading pages from `top` down and ordering each page's rows by time lists
- * the rows most recent first — each a read by `_id`, the only lookup FerretDB 1.24 serves from an index.
+ * `GET /conversations` without a query over the rows: an agent's users listed in recency pages, each
+ * holding up to RECENCY_PAGE_SIZE users' summaries (everything a listing shows), so a page of the listing
+ * is one or two reads by `_id` — the only lookup FerretDB 1.24 serves without decoding a whole collection.
+ * - The head `h:<agent>` is the newest page, number `top`. A turn puts its user's summary there (`$max`, see
+ *   `entryOf`) and, if the user was listed in an older page `k`, removes it there (`$unset`); the row's
+ *   `recencyPage` says where its summary lives.
+ * - A head that reaches RECENCY_PAGE_SIZE users is copied to page `p:<agent>:<top>` and emptied, `top + 1`.
+ * Every page then holds users whose last turn came after every user of the pages below, so reading the
+ * head, then pages `top - 1` down to 0, each ordered by last message time, lists the users most recent
+ * first. A pause or a new username updates the summary where it lives, without moving it.
+ * Page writes are serialised per agent in this process (FerretDB does not apply an update atomically).
  */
 interface RecencyDoc {
   _id: string;
   agent: string;
   top: number;
-  users: string[];
+  /** Summaries by `entryKey(userId)`. */
+  s?: Record<string, string>;
 }
 const recencySchema = new Schema<RecencyDoc>(
-  { _id: String, agent: String, top: Number, users: [String] },
-  { collection: 'instagram_conversation_recency', versionKey: false },
+  { _id: String, agent: String, top: Number, s: Schema.Types.Mixed },
+  { collection: 'instagram_conversation_recency', versionKey: false, minimize: false },
 );
 recencySchema.index({ agent: 1 }); // rebuildRecency only
 export const RECENCY_PAGE_SIZE = 50;
 const headId = (agentId: string) => `h:${agentId}`;
 const pageId = (agentId: string, k: number) => `p:${agentId}:${k}`;
+/** A field name for a user id: no `.`, no leading `$`, never numeric (an array index to some servers). */
+const entryKey = (userId: string) => `u${encodeURIComponent(userId).replace(/\./g, '%2E')}`;
+
+/**
+ * A row's summary as a page holds it: its write version (the row's `v`, zero-padded) and the listed
+ * fields as JSON. `$max` of two summaries keeps the later version however their writes interleave.
+ */
+function entryOf(d: ConversationDoc): string {
+  const fields: Partial<ConversationDoc> = {
+    userId: d.userId,
+    username: d.username,
+    lastMessageKey: d.lastMessageKey,
+    lastMessageAt: d.lastMessageAt,
+    lastInboundAt: d.lastInboundAt,
+    messageCount: d.messageCount,
+    aiPausedUntil: d.aiPausedUntil,
+  };
+  return `${String(d.v ?? 0).padStart(12, '0')}|${JSON.stringify(fields)}`;
+}
+function fromEntry(agentId: string, entry: string): ConversationDoc {
+  const f = JSON.parse(entry.slice(entry.indexOf('|') + 1)) as Record<string, unknown>;
+  const date = (v: unknown) => (typeof v === 'string' ? new Date(v) : undefined);
+  const doc = {
+    ...f,
+    agentId,
+    lastMessageAt: date(f.lastMessageAt),
+    lastInboundAt: date(f.lastInboundAt),
+    aiPausedUntil: date(f.aiPausedUntil),
+  } as ConversationDoc;
+  for (const k of ['lastInboundAt', 'aiPausedUntil', 'username'] as const)
+    if (doc[k] === undefined) delete doc[k];
+  return doc;
+}
 
 /** Where a page of /conversations ended: the recency page, and the last row's time-then-user key. */
 export interface ConversationCursor {
@@ -92,6 +133,7 @@ const schema = new Schema<ConversationDoc>(
     aiPausedUntil: Date,
     chatId: String,
     recencyPage: Number,
+    v: Number,
   },
   { collection: 'instagram_conversations', versionKey: false },
 );
@@ -139,24 +181,29 @@ export class ConversationsRepo {
     return doc ? fromDoc(doc) : undefined;
   }
 
-  /** Counts a new turn; moves the preview only forward in time (turns may be recorded out of order). */
+  /**
+   * Counts a new turn; moves the preview only forward in time (turns may be recorded out of order), and
+   * the user to the top of the agent's listing. `repeat`: the turn may have been counted before (a retry
+   * after a crash): everything but the count is brought up to date, which is idempotent.
+   */
   async recordTurn(
     db: Connection,
     agentId: string,
     userId: string,
-    turn: { role: TurnRole; text: string; at: Date },
+    turn: { role: TurnRole; text: string; at: Date; repeat?: boolean },
   ): Promise<void> {
     const max: Record<string, unknown> = {
       lastMessageAt: turn.at,
       lastMessageKey: `${turn.at.toISOString()}\u0000${turn.role}\u0000${preview(turn.text)}`,
     };
     if (turn.role === 'user') max.lastInboundAt = turn.at;
-    await this.write(db, agentId, userId, {
-      $inc: { messageCount: 1 },
+    const row = await this.write(db, agentId, userId, {
+      ...(turn.repeat
+        ? { $setOnInsert: { agentId, userId, messageCount: 1 } }
+        : { $inc: { messageCount: 1 }, $setOnInsert: { agentId, userId } }),
       $max: max,
-      $setOnInsert: { agentId, userId },
     });
-    await this.touch(db, agentId, userId);
+    await this.moveToTop(db, row);
   }
 
   /** Makes `chatId` the thread's current chat (called as the chat document is created). */
@@ -168,117 +215,153 @@ export class ConversationsRepo {
   }
 
   async setUsername(db: Connection, agentId: string, userId: string, username: string): Promise<void> {
-    await this.write(db, agentId, userId, {
+    const row = await this.write(db, agentId, userId, {
       $set: { username },
       $setOnInsert: { agentId, userId, messageCount: 0 },
     });
+    await this.refreshEntry(db, row);
   }
 
   /** Pauses the AI for this user until `until` (or resumes it with `undefined`). */
   async setPause(db: Connection, agentId: string, userId: string, until: Date | undefined): Promise<void> {
     const update = until ? { $set: { aiPausedUntil: until } } : { $unset: { aiPausedUntil: '' } };
-    await this.write(db, agentId, userId, {
+    const row = await this.write(db, agentId, userId, {
       ...update,
       $setOnInsert: { agentId, userId, messageCount: 0 },
     });
+    await this.refreshEntry(db, row);
   }
 
   /** Pauses the AI until `until` unless it is already paused for longer (a person answering never shortens a pause). */
   async extendPause(db: Connection, agentId: string, userId: string, until: Date): Promise<void> {
-    await this.write(db, agentId, userId, {
+    const row = await this.write(db, agentId, userId, {
       $max: { aiPausedUntil: until },
       $setOnInsert: { agentId, userId, messageCount: 0 },
     });
+    await this.refreshEntry(db, row);
   }
 
   /**
-   * Most recent first, `limit` rows and the cursor of the next page, from the recency pages: the newest
-   * page first, each page's rows fetched by `_id` and ordered by their last message time. A row found
-   * in a page it has since left (a copy a concurrent move left behind) is skipped there.
+   * Most recent first, `limit` users and the cursor of the next page, from the recency pages alone: the
+   * head, then older pages, each page's summaries ordered by last message time. A user met again in an
+   * older page (a copy a crash left behind) is listed once, where it was met first.
    */
   async page(
     db: Connection,
     agentId: string,
     opts: { limit: number; before?: ConversationCursor },
   ): Promise<{ rows: ConversationRow[]; next?: ConversationCursor }> {
-    const [pages, Rows] = [await this.recency(db), await this.model(db)];
-    const top = (await pages.findOne({ _id: headId(agentId) }))?.top ?? 0;
-    const out: ConversationDoc[] = [];
-    for (let k = opts.before?.k ?? top; k >= 0 && out.length <= opts.limit; k--) {
-      const page = await pages.findOne({ _id: pageId(agentId, k) });
-      if (!page?.users?.length) continue;
-      const docs = await Promise.all(
-        page.users.map((u) => Rows.findById(conversationId(agentId, u)).lean<ConversationDoc>()),
-      );
-      const here = docs
-        .filter((d): d is ConversationDoc => d?.recencyPage === k && d.lastMessageAt != null)
-        .map((d) => ({ d, key: rowKey(d) }))
+    const pages = await this.recency(db);
+    const head = await pages.findOne({ _id: headId(agentId) });
+    if (!head) return { rows: [] };
+    const out: { d: ConversationDoc; k: number; key: string }[] = [];
+    const seen = new Set<string>();
+    for (let k = Math.min(opts.before?.k ?? head.top, head.top); k >= 0 && out.length <= opts.limit; k--) {
+      const page = k === head.top ? head : await pages.findOne({ _id: pageId(agentId, k) });
+      const here = Object.values(page?.s ?? {})
+        .map((e) => fromEntry(agentId, e))
+        .filter((d) => d.lastMessageAt !== undefined && !seen.has(d.userId))
+        .map((d) => ({ d, k, key: rowKey(d) }))
         .filter((r) => opts.before?.k !== k || r.key < opts.before.key)
         .sort((a, b) => (a.key < b.key ? 1 : a.key > b.key ? -1 : 0));
-      for (const r of here) out.push({ ...r.d, recencyPage: k });
+      for (const r of here) {
+        seen.add(r.d.userId);
+        out.push(r);
+      }
     }
     const more = out.length > opts.limit;
     const rows = more ? out.slice(0, opts.limit) : out;
     const last = rows[rows.length - 1];
     return {
-      rows: rows.map(fromDoc),
-      next: more && last ? { k: last.recencyPage!, key: rowKey(last) } : undefined,
+      rows: rows.map((r) => fromDoc({ ...r.d, _id: conversationId(agentId, r.d.userId) })),
+      next: more && last ? { k: last.k, key: last.key } : undefined,
     };
   }
 
   /**
-   * Moves the user's row to the newest recency page unless it is there already (most turns of a
-   * conversation in full flow cost one read). Serialised per agent in this process: the head and the
-   * pages are shared by all of the agent's users.
+   * Puts the row's summary in the head (one write: the head's `top` and size come back with it); a user
+   * listed in an older page moves out of it, and a full head becomes a page. Serialised per agent.
    */
-  private async touch(db: Connection, agentId: string, userId: string): Promise<void> {
+  private async moveToTop(db: Connection, row: ConversationDoc): Promise<void> {
+    const { agentId, userId } = row;
     await recencyWrites.run(`${db.name}\u0000${agentId}`, async () => {
-      const [pages, Rows] = [await this.recency(db), await this.model(db)];
-      const row = await Rows.findById(conversationId(agentId, userId), { recencyPage: 1 }).lean<{
-        recencyPage?: number;
-      }>();
-      const top = (await pages.findOne({ _id: headId(agentId) }))?.top ?? 0;
-      if (row?.recencyPage === top) return;
-      const after = await pages.findOneAndUpdate(
-        { _id: pageId(agentId, top) },
-        { $addToSet: { users: userId }, $setOnInsert: { agent: agentId, top } },
+      const pages = await this.recency(db);
+      const field = `s.${entryKey(userId)}`;
+      const head = await pages.findOneAndUpdate(
+        { _id: headId(agentId) },
+        { $max: { [field]: entryOf(row) }, $setOnInsert: { agent: agentId, top: 0 } },
         { upsert: true, returnDocument: 'after' },
       );
-      await this.write(db, agentId, userId, { $set: { recencyPage: top } });
-      if (row?.recencyPage !== undefined && row.recencyPage !== top)
-        await pages.updateOne({ _id: pageId(agentId, row.recencyPage) }, { $pull: { users: userId } });
-      if ((after?.users.length ?? 0) >= RECENCY_PAGE_SIZE)
+      if (!head) throw new Error(`instagram_conversation_recency: ${headId(agentId)} not returned`);
+      // `row` may be older than a concurrent turn's move of this user: where it really was comes back from
+      // the write that moves it (pages only ever go up, so a row already on top is never written).
+      if (row.recencyPage !== head.top) {
+        const was = (await this.write(db, agentId, userId, { $set: { recencyPage: head.top } }, 'before'))
+          .recencyPage;
+        if (was !== undefined && was !== head.top)
+          await pages.updateOne({ _id: pageId(agentId, was) }, { $unset: { [field]: '' } });
+      }
+      const users = Object.keys(head.s ?? {});
+      if (users.length >= RECENCY_PAGE_SIZE) {
+        // Copied first, emptied second: a crash between the two copies it again next time.
         await pages.updateOne(
-          { _id: headId(agentId) },
-          { $max: { top: top + 1 }, $setOnInsert: { agent: agentId } },
+          { _id: pageId(agentId, head.top) },
+          { $set: { agent: agentId, top: head.top, s: head.s } },
           { upsert: true },
         );
+        await pages.updateOne(
+          { _id: headId(agentId), top: head.top }, // another process may have emptied it already
+          { $set: { top: head.top + 1 }, $unset: Object.fromEntries(users.map((u) => [`s.${u}`, ''])) },
+        );
+      }
+    });
+  }
+
+  /** A listed user's pause or username changed: its summary is updated where it lives, not moved. */
+  private async refreshEntry(db: Connection, written: ConversationDoc): Promise<void> {
+    if (written.recencyPage === undefined) return; // never wrote: not listed
+    const { agentId, userId } = written;
+    await recencyWrites.run(`${db.name}\u0000${agentId}`, async () => {
+      // Read again under the lock: a turn may have moved the user since this write.
+      const row = await (
+        await this.model(db)
+      )
+        .findById(conversationId(agentId, userId))
+        .lean<ConversationDoc>();
+      if (row?.recencyPage === undefined) return;
+      const pages = await this.recency(db);
+      const head = await pages.findOne({ _id: headId(agentId) });
+      const where = head?.top === row.recencyPage ? headId(agentId) : pageId(agentId, row.recencyPage);
+      await pages.updateOne({ _id: where }, { $max: { [`s.${entryKey(userId)}`]: entryOf(row) } });
     });
   }
 
   /**
-   * Rebuilds an agent's recency pages from its rows (oldest first into pages of RECENCY_PAGE_SIZE): for
-   * rows imported in bulk, and to repair pages after a lost write (see `touch`). Reads every row of the
-   * agent: a maintenance step, not a request path.
+   * Rebuilds an agent's recency pages from its rows (oldest first into pages of RECENCY_PAGE_SIZE, the
+   * newest in the head): for rows imported in bulk, and to repair pages after a lost write. Reads every
+   * row of the agent: a maintenance step, not a request path.
    */
   async rebuildRecency(db: Connection, agentId: string): Promise<void> {
     const [pages, Rows] = [await this.recency(db), await this.model(db)];
-    const rows = await Rows.find({ agentId, lastMessageAt: { $ne: null } }, { userId: 1, lastMessageAt: 1 })
+    const rows = await Rows.find({ agentId, lastMessageAt: { $ne: null } })
       .sort({ lastMessageAt: 1, _id: 1 })
       .lean<ConversationDoc[]>();
     await pages.deleteMany({ agent: agentId });
-    const chunks: string[][] = [];
+    const chunks: ConversationDoc[][] = [];
     for (let i = 0; i < rows.length; i += RECENCY_PAGE_SIZE)
-      chunks.push(rows.slice(i, i + RECENCY_PAGE_SIZE).map((r) => r.userId));
+      chunks.push(rows.slice(i, i + RECENCY_PAGE_SIZE));
     const top = Math.max(chunks.length - 1, 0);
+    const summaries = (chunk: ConversationDoc[] = []) =>
+      Object.fromEntries(chunk.map((r) => [entryKey(r.userId), entryOf(r)]));
     await pages.insertMany([
-      { _id: headId(agentId), agent: agentId, top, users: [] },
-      ...chunks.map((users, k) => ({ _id: pageId(agentId, k), agent: agentId, top: k, users })),
+      { _id: headId(agentId), agent: agentId, top, s: summaries(chunks[top]) },
+      ...chunks
+        .slice(0, top)
+        .map((chunk, k) => ({ _id: pageId(agentId, k), agent: agentId, top: k, s: summaries(chunk) })),
     ]);
     // One update each: a bulkWrite of ~100+ updates never returns from FerretDB 1.24 (seen here).
-    for (const [k, users] of chunks.entries())
-      for (const u of users)
-        await Rows.collection.updateOne({ _id: conversationId(agentId, u) }, { $set: { recencyPage: k } });
+    for (const [k, chunk] of chunks.entries())
+      for (const r of chunk) await Rows.collection.updateOne({ _id: r._id }, { $set: { recencyPage: k } });
   }
 
   private async recency(db: Connection) {
@@ -287,19 +370,33 @@ export class ConversationsRepo {
   }
 
   /**
-   * One update of a row, by `_id`, upserting it: serialised per row in this process, and retried once
-   * when two first writes for a row race to insert it (E11000).
+   * One update of a row, by `_id`, upserting it and counting its version (`v`); resolves with the row as
+   * it is after the update (or was before it). Serialised per row in this process, and retried once when
+   * two first writes for a row race to insert it (E11000).
    */
-  private async write(db: Connection, agentId: string, userId: string, update: object): Promise<void> {
-    const c = (await this.model(db)).collection;
+  private async write(
+    db: Connection,
+    agentId: string,
+    userId: string,
+    update: { $inc?: Record<string, number> } & Record<string, unknown>,
+    returnDocument: 'before' | 'after' = 'after',
+  ): Promise<ConversationDoc> {
+    const c = (await this.model(db)).collection as unknown as mongo.Collection<ConversationDoc>;
     const _id = conversationId(agentId, userId);
-    const op = () => c.updateOne({ _id }, update, { upsert: true });
-    await rowWrites.run(`${db.name}\u0000${_id.toHexString()}`, async () => {
+    const versioned = { ...update, $inc: { ...update.$inc, v: 1 } };
+    const op = async () => {
+      // FerretDB 1.24's findAndModify takes no projection; a row is small.
+      const doc = await c.findOneAndUpdate({ _id }, versioned, { upsert: true, returnDocument });
+      if (!doc && returnDocument === 'before') return { _id, agentId, userId } as ConversationDoc;
+      if (!doc) throw new Error(`instagram_conversations: ${_id.toHexString()} not returned`);
+      return doc;
+    };
+    return rowWrites.run(`${db.name}\u0000${_id.toHexString()}`, async () => {
       try {
-        await op();
+        return await op();
       } catch (err) {
         if (!isDuplicateKey(err)) throw err;
-        await op();
+        return op();
       }
     });
   }

@@ -1,5 +1,9 @@
 import type { Connection } from 'mongoose';
-import { ConversationsRepo, RECENCY_PAGE_SIZE } from '../../src/chats/conversations.repo';
+import {
+  ConversationsRepo,
+  RECENCY_PAGE_SIZE,
+  type ConversationRow,
+} from '../../src/chats/conversations.repo';
 import { dropTestDatabase, openTestDatabase } from '../setup/db';
 
 /** The per-user summary rows, against the run's real database server. */
@@ -63,6 +67,63 @@ describe('recency pages', () => {
     expect(after[0]).toBe('u3');
     expect(after).toHaveLength(users.length);
     expect(new Set(after).size).toBe(users.length);
+  });
+
+  const listed = async (agentId: string) => {
+    const rows: Awaited<ReturnType<ConversationsRepo['page']>>['rows'] = [];
+    let before: Awaited<ReturnType<ConversationsRepo['page']>>['next'];
+    do {
+      const page = await conversations.page(db, agentId, { limit: 30, before });
+      rows.push(...page.rows);
+      before = page.next;
+    } while (before);
+    return rows;
+  };
+  const summaryOf = (r: Partial<ConversationRow> | undefined) => ({
+    userId: r?.userId,
+    username: r?.username,
+    lastMessage: r?.lastMessage,
+    lastMessageAt: r?.lastMessageAt,
+    lastInboundAt: r?.lastInboundAt,
+    messageCount: r?.messageCount,
+    aiPausedUntil: r?.aiPausedUntil,
+  });
+
+  test('when many users write at once, then each is listed once with what its row says', async () => {
+    const users = Array.from({ length: RECENCY_PAGE_SIZE * 2 + 20 }, (_, i) => `c${i}`);
+    await Promise.all(
+      users.flatMap((u, i) => [
+        conversations.recordTurn(db, 'agent_c', u, { role: 'user', text: `q ${u}`, at: minute(i) }),
+        conversations.recordTurn(db, 'agent_c', u, { role: 'agent', text: `a ${u}`, at: minute(i + 1) }),
+      ]),
+    );
+
+    const rows = await listed('agent_c');
+    expect(rows.map((r) => r.userId).sort()).toEqual([...users].sort());
+    for (const r of rows)
+      expect(summaryOf(r)).toEqual(summaryOf(await conversations.get(db, 'agent_c', r.userId)));
+  });
+
+  test('when a listed user is paused, resumed or named, then the listing shows it and the order stays', async () => {
+    const users = Array.from({ length: RECENCY_PAGE_SIZE + 10 }, (_, i) => `p${i}`);
+    for (const [i, u] of users.entries())
+      await conversations.recordTurn(db, 'agent_p', u, { role: 'user', text: 'hi', at: minute(i) });
+    const order = (await listed('agent_p')).map((r) => r.userId);
+    const until = new Date(Date.now() + 3_600_000);
+
+    await conversations.setPause(db, 'agent_p', 'p1', until); // in an older page
+    await conversations.extendPause(db, 'agent_p', 'p58', until); // in the head
+    await conversations.setUsername(db, 'agent_p', 'p2', 'jane');
+    await conversations.setPause(db, 'agent_p', 'p3', until);
+    await conversations.setPause(db, 'agent_p', 'p3', undefined);
+
+    const rows = await listed('agent_p');
+    expect(rows.map((r) => r.userId)).toEqual(order);
+    const byUser = new Map(rows.map((r) => [r.userId, r]));
+    expect(byUser.get('p1')?.aiPausedUntil).toEqual(until);
+    expect(byUser.get('p58')?.aiPausedUntil).toEqual(until);
+    expect(byUser.get('p2')?.username).toBe('jane');
+    expect(byUser.get('p3')?.aiPausedUntil).toBeUndefined();
   });
 
   test('when the pages are rebuilt from the rows, then the listing is the same', async () => {
