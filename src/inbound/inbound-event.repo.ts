@@ -171,13 +171,13 @@ export class InboxRepo {
     return out.slice(0, limit);
   }
 
-  /** The oldest pending event of a thread (by Meta's timestamp), due or not. */
-  async nextOfThread(threadKey: string): Promise<StoredEvent | undefined> {
+  /** The oldest `limit` pending events of a thread (by Meta's timestamp), due or not. */
+  async pendingOfThread(threadKey: string, limit: number): Promise<StoredEvent[]> {
     const Events = await this.events();
-    const doc = await Events.findOne({ threadKey, status: 'pending' })
+    return Events.find({ threadKey, status: 'pending' })
       .sort({ 'event.timestamp': 1, _id: 1 })
-      .lean<StoredEvent>();
-    return doc ?? undefined;
+      .limit(limit)
+      .lean<StoredEvent[]>();
   }
 
   async saveProgress(id: string, progress: Progress): Promise<void> {

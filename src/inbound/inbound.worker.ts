@@ -29,6 +29,9 @@ export interface HandlerContext {
 }
 export type EventHandler = (stored: StoredEvent, ctx: HandlerContext) => Promise<'done' | 'ignored'>;
 
+/** A thread's pending events are read this many at a time. */
+const THREAD_BATCH = 16;
+
 /** Errors say whether a retry can help (`transient`, `retryable`); anything that does not say is retried. */
 function isTransient(err: unknown): boolean {
   const e = err as { transient?: boolean; retryable?: boolean } | undefined;
@@ -145,12 +148,19 @@ export class InboundWorker {
     };
     const heartbeat = setInterval(() => void renew().catch(() => undefined), every);
     try {
-      while (!lost) {
-        const next = await this.inbox.nextOfThread(threadKey);
-        if (!next || next.availableAt.getTime() > Date.now()) break;
-        if (Date.now() - renewedAt >= every) await renew();
-        if (lost) break;
-        await this.handleOne(next);
+      // The thread's pending events, oldest first, a batch at a time. One that is not due, or that is to be
+      // retried later, holds back the ones after it (per-user order). Events stored while the batch is
+      // handled are found by the next poll: releasing the thread notifies the worker.
+      let more = true;
+      while (more && !lost) {
+        const batch = await this.inbox.pendingOfThread(threadKey, THREAD_BATCH);
+        more = batch.length === THREAD_BATCH;
+        for (const next of batch) {
+          if (next.availableAt.getTime() > Date.now()) return;
+          if (Date.now() - renewedAt >= every) await renew();
+          if (lost) return;
+          if (!(await this.handleOne(next))) return;
+        }
       }
     } finally {
       clearInterval(heartbeat);
@@ -158,7 +168,8 @@ export class InboundWorker {
     }
   }
 
-  private async handleOne(stored: StoredEvent): Promise<void> {
+  /** Handles one event; false when it stays pending (to be retried later), which holds its thread back. */
+  private async handleOne(stored: StoredEvent): Promise<boolean> {
     const ctx: HandlerContext = {
       saveProgress: (progress) => {
         stored.progress = progress;
@@ -170,21 +181,23 @@ export class InboundWorker {
       agentId: stored.agentId,
       eventId: String(stored._id),
     };
-    await logContext.run(logCtx, async () => {
+    return logContext.run(logCtx, async () => {
       try {
         if (await this.inbox.isHandled(stored._id)) {
           // Meta delivered it again after it was handled: acknowledged at intake, dropped here.
           await this.inbox.dropPending(stored._id);
-          return;
+          return true;
         }
         const outcome = await this.handler(stored, ctx);
         await this.inbox.finish(stored, outcome);
+        return true;
       } catch (err) {
         const attempts = stored.attempts + 1;
         const message = String((err as Error)?.message ?? err).slice(0, 500);
         if (!isTransient(err) || attempts >= this.opts.maxAttempts) {
           await this.inbox.fail(stored._id, attempts, message);
           this.logger.error({ err, attempts, kind: stored.event.kind }, 'inbound event failed');
+          return true;
         } else {
           const delay = Math.min(this.opts.backoffMaxMs, this.opts.backoffBaseMs * 2 ** (attempts - 1));
           // Never sooner than the service asked (a rate limit's Retry-After).
@@ -198,6 +211,7 @@ export class InboundWorker {
             { attempts, retryInMs: Math.round(jittered), error: message },
             'inbound event will be retried',
           );
+          return false;
         }
       }
     });
