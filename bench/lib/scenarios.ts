@@ -272,6 +272,8 @@ async function seedTurns(w: World, turns: number, users: number): Promise<void> 
         timestamp: new Date(ts),
         status: role === 'user' ? 'received' : 'sent',
         instagramMid: mid,
+        // Known from the first reply on (the profile is fetched after it), as the connector records it.
+        ...(i >= 2 ? { username: `visitor_${u}` } : {}),
       });
       last = Math.max(last, ts);
       if (role === 'user') lastInbound = Math.max(lastInbound, ts);

@@ -22,6 +22,8 @@ export interface MessageRow {
   status: 'received' | 'sent' | 'failed';
   instagramMid?: string;
   error?: string;
+  /** The visitor's Instagram username when it was known as the turn was recorded. */
+  username?: string;
   seq: { all: number; user: number };
 }
 
@@ -30,7 +32,7 @@ export type NewMessage = Omit<MessageRow, '_id' | 'seq'>;
 /** Turns per page of a stream: page `k` holds the seqs `k * PAGE_SIZE` to `k * PAGE_SIZE + PAGE_SIZE - 1`. */
 export const PAGE_SIZE = 50;
 /** Heads and pages are spread over this many collections (see MessagesRepo). */
-export const SHARDS = 32;
+export const SHARDS = 128;
 
 const rowSchema = new Schema<MessageRow>(
   {
@@ -46,6 +48,7 @@ const rowSchema = new Schema<MessageRow>(
     status: { type: String, required: true },
     instagramMid: String,
     error: String,
+    username: String,
     seq: { all: { type: Number, required: true }, user: { type: Number, required: true } },
   },
   { collection: 'instagram_messages', versionKey: false },
@@ -100,7 +103,8 @@ type Item = [
   attachments: MessageRow['attachments'],
   time: number,
   status: MessageRow['status'],
-  error?: string,
+  error?: string | null,
+  username?: string,
 ];
 
 /**
@@ -121,14 +125,14 @@ export function itemOf(r: Omit<MessageRow, '_id' | 'agentId'>): string {
     new Date(r.timestamp).getTime(),
     r.status,
   ];
-  if (r.error != null) item.push(r.error);
+  if (r.error != null || r.username != null) item.push(r.error ?? null);
+  if (r.username != null) item.push(r.username);
   return JSON.stringify(item);
 }
 
 function rowOfItem(agentId: string, text: string): MessageRow {
-  const [all, user, messageId, userId, chatId, role, content, attachments, time, status, error] = JSON.parse(
-    text,
-  ) as Item;
+  const [all, user, messageId, userId, chatId, role, content, attachments, time, status, error, username] =
+    JSON.parse(text) as Item;
   const row: MessageRow = {
     _id: L.rowId(agentId, messageId),
     agentId,
@@ -142,7 +146,8 @@ function rowOfItem(agentId: string, text: string): MessageRow {
     status,
     seq: { all, user },
   };
-  if (error !== undefined) row.error = error;
+  if (error != null) row.error = error;
+  if (username !== undefined) row.username = username;
   return row;
 }
 
@@ -163,6 +168,7 @@ function toRow(m: NewMessage, seq: MessageRow['seq']): MessageRow {
   };
   if (m.instagramMid !== undefined) row.instagramMid = m.instagramMid;
   if (m.error !== undefined) row.error = m.error;
+  if (m.username !== undefined) row.username = m.username;
   return row;
 }
 
@@ -193,7 +199,7 @@ const docWrites = new KeyedMutex();
  * reads and decodes the whole collection in FerretDB for anything else (a sort, `$in`, a range, two keys).
  * - `instagram_messages`: a row per turn, `_id` `${agentId}:${messageId}`, the idempotency anchor, with the
  *   turn's seq in its two streams, the agent's and the (agent, user)'s.
- * - `instagram_message_streams_<0…31>`: per stream a head `{ _id: 'h:<stream>', n }`, the last seq handed
+ * - `instagram_message_streams_<0…127>`: per stream a head `{ _id: 'h:<stream>', n }`, the last seq handed
  *   out (`$inc`), and per PAGE_SIZE seqs a page `{ _id: 'p:<stream>:<k>', items }`, the turns as canonical
  *   JSON (`itemOf`), added with `$addToSet`.
  * Even for `{ _id }` SQLite reads the whole table (FerretDB's `_id` index is not the expression its query

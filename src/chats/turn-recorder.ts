@@ -21,7 +21,7 @@ export class TurnRecorder {
 
   async record(
     db: Connection,
-    t: { agentId: string; userId: string; chatId: string; turn: ChatTurn },
+    t: { agentId: string; userId: string; chatId: string; turn: ChatTurn; username?: string },
   ): Promise<void> {
     const { turn } = t;
     const at = new Date(turn.created_timestamp);
@@ -37,6 +37,7 @@ export class TurnRecorder {
       status: turn.role === 'user' ? 'received' : (turn.delivery_status ?? 'sent'),
       ...(turn.instagram_mid ? { instagramMid: turn.instagram_mid } : {}),
       ...(turn.delivery_error ? { error: turn.delivery_error } : {}),
+      ...(t.username ? { username: t.username } : {}),
     });
     await this.chats.appendTurn(db, t.chatId, turn, { fresh });
     const text = turn.content || (turn.attachments?.length ? `[${turn.attachments[0]!.type}]` : '');

@@ -113,7 +113,13 @@ async function answerVisitor(
     ...(event.mid ? { instagram_mid: event.mid } : {}),
     attachments: event.attachments.map((a) => (a.url ? { type: a.type, url: a.url } : { type: a.type })),
   };
-  await d.recorder.record(t.db, { agentId: t.agentId, userId: t.userId, chatId, turn: userTurn });
+  await d.recorder.record(t.db, {
+    agentId: t.agentId,
+    userId: t.userId,
+    chatId,
+    turn: userTurn,
+    username: conversation?.username,
+  });
 
   const pausedUntil = conversation?.aiPausedUntil;
   if (pausedUntil && pausedUntil.getTime() > Date.now()) {
@@ -143,6 +149,7 @@ async function answerVisitor(
     eventKey: stored.dedupeKey,
     threadKey: stored.threadKey,
     replies: progress.agentReplies,
+    username: conversation?.username,
   });
 
   if (!conversation?.username) await learnUsername(d, t, progress.chatId!);

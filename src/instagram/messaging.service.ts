@@ -19,6 +19,8 @@ export interface AgentDelivery {
   eventKey: string;
   threadKey: string;
   replies: string[];
+  /** The visitor's username, when known: kept with each recorded turn. */
+  username?: string;
 }
 
 export interface MessagingDeps {
@@ -61,6 +63,7 @@ export class MessagingService {
           agentId: a.agentId,
           userId: a.userId,
           chatId: a.chatId,
+          username: a.username,
           turn: {
             ...base,
             created_timestamp: Date.now(),
@@ -75,6 +78,7 @@ export class MessagingService {
         agentId: a.agentId,
         userId: a.userId,
         chatId: a.chatId,
+        username: a.username,
         turn: { ...base, created_timestamp: Date.now(), instagram_mid: mid, delivery_status: 'sent' },
       });
     }

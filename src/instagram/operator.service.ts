@@ -71,20 +71,19 @@ export class OperatorService {
   }
 
   /**
-   * Newest first (record order). Usernames from the conversation summaries by `_id`: with `userId` its one
-   * summary is read beside the page, otherwise one per user on the page, in parallel.
+   * Newest first (record order). Each turn carries the username known when it was recorded; for a user
+   * whose turns on the page carry none (the first exchange, before the profile was fetched), it is read
+   * from the user's conversation row, by `_id`, once per user.
    */
   async messages(t: Tenant, q: { userId?: string; limit: number; before?: Cursor }) {
     const agentId = t.agent.agentId;
     const { messages, conversations } = this.d.recorder;
-    const [{ rows, next }, own] = await Promise.all([
-      messages.page(t.db, agentId, q),
-      q.userId === undefined ? undefined : conversations.get(t.db, agentId, q.userId),
-    ]);
-    const userIds = q.userId === undefined ? [...new Set(rows.map((r) => r.userId))] : [];
-    const summaries = await Promise.all(userIds.map((u) => conversations.get(t.db, agentId, u)));
-    const names = new Map(userIds.map((u, i) => [u, summaries[i]?.username]));
-    if (q.userId !== undefined) names.set(q.userId, own?.username);
+    const { rows, next } = await messages.page(t.db, agentId, q);
+    const names = new Map<string, string | undefined>();
+    for (const r of rows) if (r.username) names.set(r.userId, r.username);
+    const unnamed = [...new Set(rows.map((r) => r.userId))].filter((u) => !names.has(u));
+    const summaries = await Promise.all(unnamed.map((u) => conversations.get(t.db, agentId, u)));
+    unnamed.forEach((u, i) => names.set(u, summaries[i]?.username));
     return {
       messages: rows.map((r) => toMessageItem(r, names.get(r.userId))),
       nextCursor: next ? encodeCursor(next) : null,

@@ -88,6 +88,23 @@ test('when the same turn is inserted again, then it is listed once and only the 
   expect(await repo.has(db, agentId, 'ig_never_recorded')).toBe(false);
 });
 
+test('when a turn is recorded with the username known then, then it is listed with it, and a repeat that knows another keeps the first', async () => {
+  const agentId = anAgent();
+  const named = aTurn(agentId, '222', 0, { username: 'jane' });
+  const unnamed = aTurn(agentId, '222', 1);
+
+  await repo.insert(db, unnamed);
+  await repo.insert(db, named);
+  await repo.insert(db, { ...named, username: 'jane_renamed' }); // a retry after the profile changed
+
+  const { rows } = await repo.page(db, agentId, { limit: 10 });
+  expect(rows.map((r) => [r.messageId, r.username])).toEqual([
+    [named.messageId, 'jane'],
+    [unnamed.messageId, undefined],
+  ]);
+  expect((await repo.page(db, agentId, { userId: '222', limit: 10 })).rows).toHaveLength(2);
+});
+
 test('when ids contain the separator, then the streams of different agents and users never mix', async () => {
   const suffix = Date.now().toString(36);
   const one = aTurn(`ag${suffix}:1`, '2', 0, { messageId: 'ig_same' });
