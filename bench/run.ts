@@ -56,6 +56,13 @@ async function main(): Promise<void> {
     node: process.version,
     platform: `${os.platform()} ${os.release()}`,
   };
+  const file = path.join(__dirname, 'results.json');
+  // Earlier results are kept: runs on other databases, and on the same database the scenarios this run
+  // did not repeat (each scenario notes when and with which options it ran), so `--db=…` and `--only=…`
+  // runs add up to one file.
+  const earlier = fs.existsSync(file)
+    ? ((JSON.parse(fs.readFileSync(file, 'utf8')) as { runs?: EarlierRun[] }).runs ?? [])
+    : [];
   const runs: Record<string, unknown>[] = [];
   for (const kind of dbs) {
     let db;
@@ -68,7 +75,9 @@ async function main(): Promise<void> {
     }
     log(`database: ${db.version} at ${db.uri}`);
     const o: Opts = { ...baseOpts, serverUri: db.uri, log: (l) => log(`${kind} ${l}`) };
-    const scenarios: Record<string, Figures> = {};
+    const before = earlier.find((r) => r.db === kind && r.scenarios);
+    const scenarios: Record<string, Figures> = { ...before?.scenarios };
+    const ranWith: Record<string, unknown> = { ...before?.ranWith };
     const started = Date.now();
     try {
       for (const [name, fn] of [
@@ -80,6 +89,7 @@ async function main(): Promise<void> {
       ] as const) {
         if (!only.has(name)) continue;
         const t0 = Date.now();
+        ranWith[name] = { at: new Date().toISOString(), options: { ...baseOpts, quick } };
         try {
           scenarios[name] = await fn(o);
         } catch (err) {
@@ -96,23 +106,24 @@ async function main(): Promise<void> {
       db: kind,
       version: db.version,
       seconds: Math.round((Date.now() - started) / 1000),
-      options: { ...baseOpts, quick },
+      ranWith,
       scenarios,
       rows,
     });
     printTable(`${db.version}`, rows);
   }
-  const file = path.join(__dirname, 'results.json');
-  // Runs on other databases from earlier invocations are kept, so `--db=…` runs add up to one file.
-  const earlier = fs.existsSync(file)
-    ? ((JSON.parse(fs.readFileSync(file, 'utf8')) as { runs?: { db: string }[] }).runs ?? [])
-    : [];
   const kept = earlier.filter((r) => !runs.some((n) => n.db === r.db));
   fs.writeFileSync(
     file,
     `${JSON.stringify({ at: new Date().toISOString(), machine, runs: [...kept, ...runs] }, null, 2)}\n`,
   );
   log(`wrote ${path.relative(process.cwd(), file)}`);
+}
+
+interface EarlierRun {
+  db: string;
+  scenarios?: Record<string, Figures>;
+  ranWith?: Record<string, unknown>;
 }
 
 function tableRows(s: Record<string, Figures>): Row[] {
