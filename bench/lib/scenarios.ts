@@ -5,6 +5,7 @@ import { World } from './world';
 import { ConversationsRepo, conversationId, preview } from '../../src/chats/conversations.repo';
 import { chatDocId } from '../../src/chats/chats.repo';
 import { MessagesRepo, type NewMessage } from '../../src/chats/messages.repo';
+import { HANDLED_SHARDS, handledCollection } from '../../src/inbound/inbound-event.repo';
 import http from 'node:http';
 
 /** The five scenarios of issue 7. Each returns its figures; a figure's `rounds` are the per-round values. */
@@ -376,9 +377,9 @@ export async function soak(o: Opts): Promise<Figures> {
       rss.middle ??= Math.round(c.rssMb());
       rss.end = Math.round(c.rssMb());
       const totalMs = Date.now() - started;
-      const eventsStored =
-        (await w.platformDb.collection('instagram_inbound_events').countDocuments({})) +
-        (await w.platformDb.collection('instagram_inbound_handled').countDocuments({}));
+      let eventsStored = await w.platformDb.collection('instagram_inbound_events').countDocuments({});
+      for (let i = 0; i < HANDLED_SHARDS; i++)
+        eventsStored += await w.platformDb.collection(handledCollection(i)).countDocuments({});
       const failed = await w.platformDb
         .collection('instagram_inbound_events')
         .countDocuments({ status: 'failed' });
@@ -438,7 +439,8 @@ export async function scaleOut(o: Opts): Promise<Figures> {
       });
       // clear the intake's events so the turn run starts from an empty inbox
       await w.platformDb.collection('instagram_inbound_events').deleteMany({});
-      await w.platformDb.collection('instagram_inbound_handled').deleteMany({});
+      for (let i = 0; i < HANDLED_SHARDS; i++)
+        await w.platformDb.collection(handledCollection(i)).deleteMany({});
       // turns (workers on): 64 users, 5 DMs each sent back to back, deliveries alternating between processes
       await withProcs(w, n, true, async (ps) => {
         w.echoPorts = ps.map((p) => p.port);

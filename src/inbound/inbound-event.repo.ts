@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import { Schema, mongo, type Connection } from 'mongoose';
 import { isDuplicateKey, modelOn } from '../db/mongo';
 import { GroupCommit } from '../lib/group-commit';
@@ -8,10 +9,11 @@ import type { InboundEvent } from './inbound-event';
  * redeliveries are no-ops and a crash after the ack loses nothing. Events are handled per thread
  * (agent × Instagram user) in timestamp order by whichever worker holds that thread's lease.
  *
- * Two collections: `instagram_inbound_events` holds only what is still to do (pending) or given up on
+ * Two places: `instagram_inbound_events` holds only what is still to do (pending) or given up on
  * (failed), so the worker's queries stay small however much history there is — on FerretDB every query
- * but `{ _id }` reads the whole collection. Handled events move to `instagram_inbound_handled`, keyed by the
- * same `_id`: a redelivery that arrives after its event was handled is recognised there by `_id` and dropped.
+ * but `{ _id }` reads the whole collection. Handled events move to `instagram_inbound_handled_<0…63>`
+ * (key and outcome only), keyed by the same `_id`: a redelivery that arrives after its event was handled is
+ * recognised there by `_id` and dropped.
  */
 export type InboxStatus = 'pending' | 'done' | 'failed' | 'ignored';
 
@@ -62,12 +64,50 @@ const schema = new Schema<StoredEvent>(fields, {
 });
 schema.index({ status: 1, availableAt: 1 }); // the worker's poll
 schema.index({ threadKey: 1, status: 1, 'event.timestamp': 1 }); // one thread's pending events in order
-const handledSchema = new Schema<StoredEvent>(fields, {
-  collection: 'instagram_inbound_handled',
-  versionKey: false,
-  minimize: false,
+
+/**
+ * A handled event as kept for deduplication (and a glance at what happened): its key, where it belonged,
+ * what kind of event it was, and how it ended — not its content, which lives on in `chats`.
+ */
+export interface HandledEvent {
+  _id: string;
+  subaccountId: string;
+  agentId: string;
+  threadKey: string;
+  event: Pick<InboundEvent, 'kind' | 'userId' | 'timestamp'> & { mid?: string };
+  status: 'done' | 'ignored';
+  attempts: number;
+  receivedAt: Date;
+  doneAt: Date;
+}
+
+/**
+ * Handled events are spread over HANDLED_SHARDS collections by a hash of their `_id`: the redelivery check
+ * is one `_id` lookup, and FerretDB 1.24 reads a whole table even for that, so each table stays small
+ * however many events the retention period keeps.
+ */
+export const HANDLED_SHARDS = 64;
+export const handledCollection = (i: number) => `instagram_inbound_handled_${i}`;
+const handledShard = (id: string) =>
+  crypto.createHash('sha256').update(id).digest().readUInt32BE(0) % HANDLED_SHARDS;
+const handledSchemas = Array.from({ length: HANDLED_SHARDS }, (_, i) => {
+  const s = new Schema<HandledEvent>(
+    {
+      _id: String,
+      subaccountId: String,
+      agentId: String,
+      threadKey: String,
+      event: Schema.Types.Mixed,
+      status: String,
+      attempts: Number,
+      receivedAt: Date,
+      doneAt: Date,
+    },
+    { collection: handledCollection(i), versionKey: false },
+  );
+  s.index({ doneAt: 1 }); // retention sweep
+  return s;
 });
-handledSchema.index({ doneAt: 1 }); // retention sweep
 
 interface LeaseDoc {
   _id: string;
@@ -90,8 +130,19 @@ export class InboxRepo {
     return modelOn(this.platformDb, 'InstagramInboundEvent', schema);
   }
 
-  handled() {
-    return modelOn(this.platformDb, 'InstagramInboundHandled', handledSchema);
+  private handled(id: string) {
+    const i = handledShard(id);
+    return modelOn(this.platformDb, `InstagramInboundHandled${i}`, handledSchemas[i]!);
+  }
+
+  /** Handled events matching `filter`, across the shards (operations and tests; reads every shard). */
+  async handledWhere(filter: Record<string, unknown>): Promise<HandledEvent[]> {
+    const all = await Promise.all(
+      Array.from({ length: HANDLED_SHARDS }, (_, i) =>
+        this.platformDb.collection<HandledEvent>(handledCollection(i)).find(filter).toArray(),
+      ),
+    );
+    return all.flat();
   }
 
   private leases() {
@@ -186,13 +237,25 @@ export class InboxRepo {
 
   /** Was an event with this key handled already? (A redelivery that came after it was handled.) */
   async isHandled(id: string): Promise<boolean> {
-    return (await (await this.handled()).exists({ _id: id })) !== null;
+    return (await (await this.handled(id)).exists({ _id: id })) !== null;
   }
 
-  /** Moves the event to the handled collection: kept there for deduplication and inspection. */
+  /** Moves the event to the handled collections: its key and outcome, kept for deduplication. */
   async finish(stored: StoredEvent, status: 'done' | 'ignored'): Promise<void> {
+    const e = stored.event;
+    const kept: HandledEvent = {
+      _id: stored._id,
+      subaccountId: stored.subaccountId,
+      agentId: stored.agentId,
+      threadKey: stored.threadKey,
+      event: { kind: e.kind, userId: e.userId, timestamp: e.timestamp, ...(e.mid ? { mid: e.mid } : {}) },
+      status,
+      attempts: stored.attempts,
+      receivedAt: stored.receivedAt,
+      doneAt: new Date(),
+    };
     try {
-      await (await this.handled()).collection.insertOne({ ...stored, status, doneAt: new Date() } as never);
+      await (await this.handled(stored._id)).collection.insertOne(kept as never);
     } catch (err) {
       if (!isDuplicateKey(err)) throw err; // moved before a crash that left the pending copy behind
     }
@@ -256,8 +319,14 @@ export class InboxRepo {
 
   /** Retention: handled events older than `olderThan` are deleted (dedupe needs them only while Meta may redeliver). */
   async sweep(olderThan: Date): Promise<number> {
-    const res = await (await this.handled()).deleteMany({ doneAt: { $lt: olderThan } });
-    return res.deletedCount;
+    let removed = 0;
+    for (let i = 0; i < HANDLED_SHARDS; i++) {
+      const res = await this.platformDb
+        .collection(handledCollection(i))
+        .deleteMany({ doneAt: { $lt: olderThan } });
+      removed += res.deletedCount;
+    }
+    return removed;
   }
 }
 

@@ -199,10 +199,7 @@ describe('other events', () => {
     expect(
       await h.t.platformDb.collection('instagram_inbound_events').countDocuments({ agentId: a.agentId }),
     ).toBe(0);
-    const statuses = await h.t.platformDb
-      .collection('instagram_inbound_handled')
-      .find({ agentId: a.agentId, 'event.userId': visitor })
-      .toArray();
+    const statuses = await h.t.deps.inbox.handledWhere({ agentId: a.agentId, 'event.userId': visitor });
     // The DM is done; the read, both reactions, the edit and the echo of our own reply are ignored.
     expect(statuses.map((s) => s.status).sort()).toEqual([
       'done',

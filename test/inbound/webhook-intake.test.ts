@@ -16,7 +16,7 @@ beforeEach(async () => {
 /** Events stored for the agent: still to do (the inbox) or handled (moved to the handled collection). */
 const storedFor = async (agent: ConnectedAgent) =>
   (await h.t.platformDb.collection('instagram_inbound_events').countDocuments({ agentId: agent.agentId })) +
-  (await h.t.platformDb.collection('instagram_inbound_handled').countDocuments({ agentId: agent.agentId }));
+  (await h.t.deps.inbox.handledWhere({ agentId: agent.agentId })).length;
 
 describe('signature', () => {
   test('when the signature is right, then 200 and the event is stored', async () => {
@@ -185,11 +185,11 @@ describe('the inbox', () => {
     await h.deliver(a, [dm]);
     await h.drain();
     const pending = h.t.platformDb.collection('instagram_inbound_events');
-    const handled = h.t.platformDb.collection('instagram_inbound_handled');
     expect(await pending.countDocuments({ agentId: a.agentId })).toBe(0);
-    expect(await handled.findOne({ agentId: a.agentId, 'event.mid': dm.message!.mid })).toMatchObject({
-      status: 'done',
-    });
+    const handled = await h.t.deps.inbox.handledWhere({ agentId: a.agentId, 'event.mid': dm.message!.mid });
+    expect(handled).toEqual([expect.objectContaining({ status: 'done' })]);
+    // Only the key and the outcome are kept: the content lives on in `chats`.
+    expect(JSON.stringify(handled[0])).not.toContain('moved along');
 
     // Meta delivers it again, a day later: stored (intake cannot tell cheaply), recognised by the worker, dropped.
     expect((await h.deliver(a, [dm])).body.data.stored).toBe(1);
@@ -242,9 +242,7 @@ describe('concurrent deliveries', () => {
 
     await h.drain();
     const dms = async () =>
-      (await h.t.platformDb
-        .collection('instagram_inbound_handled')
-        .countDocuments({ agentId: a.agentId, 'event.kind': 'message' })) +
+      (await h.t.deps.inbox.handledWhere({ agentId: a.agentId, 'event.kind': 'message' })).length +
       (await h.t.platformDb
         .collection('instagram_inbound_events')
         .countDocuments({ agentId: a.agentId, 'event.kind': 'message' }));
@@ -316,9 +314,8 @@ describe('concurrent deliveries', () => {
     expect(results[1]).toEqual({ status: 'fulfilled', value: 1 });
     const ids = [ok1, bad, ok2].map((e) => `${a.sub.id}:${a.agentId}:${e!.key}`);
     const inbox = h.t.platformDb.collection<{ _id: string }>('instagram_inbound_events');
-    const handled = h.t.platformDb.collection<{ _id: string }>('instagram_inbound_handled');
     const stored = async (id: string) =>
-      (await inbox.countDocuments({ _id: id })) + (await handled.countDocuments({ _id: id }));
+      (await inbox.countDocuments({ _id: id })) + (await h.t.deps.inbox.handledWhere({ _id: id })).length;
     expect(await Promise.all(ids.map(stored))).toEqual([1, 0, 1]);
   });
 });
