@@ -192,6 +192,16 @@ export class InboxRepo {
    */
   private async insertBatch(docs: StoredEvent[]): Promise<PromiseSettledResult<boolean>[]> {
     const Events = await this.events();
+    if (docs.length === 1) {
+      // A lone delivery (the common case when traffic is light): the plain insert, lighter than a bulk write.
+      try {
+        await Events.collection.insertOne(docs[0] as never);
+        return [{ status: 'fulfilled', value: true }];
+      } catch (err) {
+        if (isDuplicateKey(err)) return [{ status: 'fulfilled', value: false }];
+        throw err;
+      }
+    }
     try {
       await Events.collection.insertMany(docs as never[], { ordered: false });
       return docs.map(() => ({ status: 'fulfilled', value: true }));

@@ -58,7 +58,8 @@ export class WebhookService {
     );
     const stored = await this.d.inbox.store(t.subaccount.id, t.agent.agentId, toStore);
     if (stored > 0) this.d.onStored();
-    this.d.logger.info(
+    // Debug: every delivery already has its access-log line (status, timing); this adds the counts.
+    this.d.logger.debug(
       {
         received: parsed.events.length,
         foreign: parsed.events.length - ours.length,

@@ -209,8 +209,9 @@ describe('concurrent deliveries', () => {
   function watchInboxInserts(keep: (doc: { agentId: string; event: InboundEvent }) => boolean) {
     const sizes: number[] = [];
     h.t.platformDb.set('debug', (collection: string, method: string, docs: unknown) => {
-      if (collection !== 'instagram_inbound_events' || method !== 'insertMany') return;
-      const mine = (docs as Parameters<typeof keep>[0][]).filter(keep);
+      if (collection !== 'instagram_inbound_events') return;
+      if (method !== 'insertMany' && method !== 'insertOne') return; // a lone delivery: insertOne
+      const mine = ([] as Parameters<typeof keep>[0][]).concat(docs as never).filter(keep);
       if (mine.length > 0) sizes.push(mine.length);
     });
     return { sizes, stop: () => void h.t.platformDb.set('debug', undefined) };
