@@ -163,9 +163,9 @@ async function answerVisitor(
  */
 async function recordEcho(d: InboundDeps, t: Thread, event: InboundEvent): Promise<'done' | 'ignored'> {
   if (!event.mid) return 'ignored';
-  // Ours by mid (one lookup by _id) or an in-flight send with the same text; or already recorded as a turn.
+  // Ours by mid (one lookup by _id) or an in-flight send with the same text. A retry of this echo records
+  // it again, which completes whatever a failed attempt left out and adds nothing twice (TurnRecorder).
   if (await d.outbound.claimEcho(t.db, t.agentId, t.userId, event.mid, event.text)) return 'ignored';
-  if (await d.recorder.messages.has(t.db, t.agentId, turnId(event.key))) return 'ignored';
 
   const sessions = new ChatSessions(d, d.platform.retellFor(t.subaccount));
   const chatId = await sessions.currentForOperator(t);

@@ -8,7 +8,11 @@ import {
   anEcho,
   anEdit,
   anInstagramDm,
+  aWebhookPayload,
 } from '../factories/instagram';
+import { tenantDb } from '../factories/turns';
+import { turnId } from '../../src/chats/chats.repo';
+import { parseWebhookPayload } from '../../src/inbound/inbound-event';
 
 let h: Harness;
 let a: ConnectedAgent;
@@ -142,6 +146,40 @@ describe('echoes', () => {
     expect(both.body.data).toEqual({ received: 2, stored: 1 });
     await h.drain();
     expect((await turnsOf()).map((t) => t.role)).toEqual(['user', 'agent', 'operator']);
+  });
+
+  test('when recording a person’s echo failed after its messages row was written, then the retry records it in the chat and pauses the AI', async () => {
+    const visitor = h.aVisitor();
+    await h.deliver(a, [anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'hi' })]);
+    await h.drain();
+    const echo = anEcho({ userId: visitor, accountId: a.accountId, text: 'Maria here' });
+    const [parsed] = (() => {
+      const p = parseWebhookPayload(aWebhookPayload(a.accountId, [echo]));
+      if (!p.ok) throw new Error(p.reason);
+      return p.events;
+    })();
+    // The state a crash (or a failed chat append) leaves: the turn's row is there, nothing after it.
+    const db = await tenantDb(h, a);
+    const [chat] = await h.chatsOf(a);
+    await h.t.deps.inbound.recorder.messages.insert(db, {
+      agentId: a.agentId,
+      userId: visitor,
+      chatId: String(chat!.chat_id),
+      messageId: turnId(parsed!.key),
+      role: 'operator',
+      content: 'Maria here',
+      attachments: [],
+      timestamp: new Date(echo.timestamp),
+      status: 'sent',
+    });
+
+    await h.deliver(a, [echo]);
+    await h.drain();
+
+    const turns = await turnsOf();
+    expect(turns.map((t) => [t.role, t.content])).toContainEqual(['operator', 'Maria here']);
+    const row = await h.t.deps.inbound.conversations.get(db, a.agentId, visitor);
+    expect(row?.aiPausedUntil?.getTime()).toBeGreaterThan(Date.now());
   });
 
   test('when a person answers from the Instagram app, then the echo is stored as an operator turn and never reaches the agent', async () => {
