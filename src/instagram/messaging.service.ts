@@ -141,7 +141,6 @@ export class MessagingService {
       await this.d.outbound.begin(db, { key: n.key, agentId: n.agentId, userId: n.userId, ...content });
     try {
       const { messageId } = await this.d.graph.sendMessage(conn.accessToken, n.userId, n.message);
-      this.d.outbound.noteSentHere(n.agentId, messageId);
       await this.d.outbound.complete(db, n.agentId, n.key, { status: 'sent', mid: messageId });
       return messageId;
     } catch (err) {

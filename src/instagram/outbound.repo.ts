@@ -67,8 +67,8 @@ export class OutboundRepo {
     return this.recent.has(midId(agentId, mid));
   }
 
-  /** Meta answered a send of ours with this mid (remembered at once: its echo may be on its way already). */
-  noteSentHere(agentId: string, mid: string): void {
+  /** A note of ours is completed with this mid: its echo, when it comes, has nothing left to do. */
+  private noteSentHere(agentId: string, mid: string): void {
     this.recent.add(midId(agentId, mid));
     if (this.recent.size > RECENT_MIDS) this.recent.delete(this.recent.values().next().value!);
   }
@@ -88,7 +88,6 @@ export class OutboundRepo {
     } catch (err) {
       if (!isDuplicateKey(err)) throw err;
     }
-    this.noteSentHere(agentId, mid);
   }
 
   /** Did we send the message with this mid? (One lookup by `_id`.) */
@@ -128,8 +127,12 @@ export class OutboundRepo {
     set: { status: OutboundNote['status']; mid?: string },
   ): Promise<void> {
     const c = await this.notes(db);
+    // The mid is registered before the note is completed (an echo in between is ours by mid), and
+    // remembered in memory (its echo then dropped at intake) only once the note says `sent` with it, so a
+    // retry after a failure here finds its echo stored, not dropped, and never sends the part again.
     if (set.mid) await this.rememberMid(db, agentId, set.mid);
     await c.updateOne({ _id: noteId(agentId, key) }, { $set: set });
+    if (set.mid) this.noteSentHere(agentId, set.mid);
   }
 
   /**
@@ -158,7 +161,10 @@ export class OutboundRepo {
       { $set: { status: 'sent', mid } },
       { sort: { createdAt: 1 } },
     );
-    if (claimed) await this.rememberMid(db, agentId, mid);
+    if (claimed) {
+      await this.rememberMid(db, agentId, mid);
+      this.noteSentHere(agentId, mid); // the claim completed the note
+    }
     return Boolean(claimed);
   }
 
