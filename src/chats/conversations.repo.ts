@@ -296,10 +296,13 @@ export class ConversationsRepo {
       // `row` may be older than a concurrent turn's move of this user: where it really was comes back from
       // the write that moves it (pages only ever go up, so a row already on top is never written).
       if (row.recencyPage !== head.top) {
-        const was = (await this.write(db, agentId, userId, { $set: { recencyPage: head.top } }, 'before'))
-          .recencyPage;
+        const before = await this.write(db, agentId, userId, { $set: { recencyPage: head.top } }, 'before');
+        const was = before.recencyPage;
         if (was !== undefined && was !== head.top)
           await pages.updateOne({ _id: pageId(agentId, was) }, { $unset: { [field]: '' } });
+        // A write since `row` (a pause, a name) whose refresh found the user not listed yet: its summary.
+        if ((before.v ?? 0) > (row.v ?? 0))
+          await pages.updateOne({ _id: headId(agentId) }, { $max: { [field]: entryOf(before) } });
       }
       const users = Object.keys(head.s ?? {});
       if (users.length >= RECENCY_PAGE_SIZE) {
@@ -319,7 +322,7 @@ export class ConversationsRepo {
 
   /** A listed user's pause or username changed: its summary is updated where it lives, not moved. */
   private async refreshEntry(db: Connection, written: ConversationDoc): Promise<void> {
-    if (written.recencyPage === undefined) return; // never wrote: not listed
+    // No early return on `written.recencyPage`: a first turn's move may be waiting for the lock right now.
     const { agentId, userId } = written;
     await recencyWrites.run(`${db.name}\u0000${agentId}`, async () => {
       // Read again under the lock: a turn may have moved the user since this write.

@@ -126,6 +126,23 @@ describe('recency pages', () => {
     expect(byUser.get('p3')?.aiPausedUntil).toBeUndefined();
   });
 
+  test('when first turns and pauses of many users are written at once, then every listed user shows its pause', async () => {
+    const users = Array.from({ length: 60 }, (_, i) => `f${i}`);
+    const until = new Date(Date.now() + 3_600_000);
+    await Promise.all(
+      users.flatMap((u, i) => [
+        conversations.recordTurn(db, 'agent_f', u, { role: 'user', text: 'hi', at: minute(i) }),
+        conversations.setPause(db, 'agent_f', u, until),
+      ]),
+    );
+
+    const rows = await listed('agent_f');
+    expect(rows.map((r) => r.userId).sort()).toEqual([...users].sort());
+    expect(rows.filter((r) => r.aiPausedUntil?.getTime() !== until.getTime()).map((r) => r.userId)).toEqual(
+      [],
+    );
+  });
+
   test('when the pages are rebuilt from the rows, then the listing is the same', async () => {
     const before = await listAll('agent_r', 50);
 
