@@ -241,7 +241,8 @@ describe('concurrent deliveries', () => {
     expect(watch.sizes.reduce((x, y) => x + y, 0)).toBe(64);
     expect(watch.sizes.length).toBeLessThan(64); // coalesced: at least one insert carried several deliveries
 
-    await h.drain();
+    // 64 conversations at once through the embedded FerretDB: ~12 s alone, more beside other test files.
+    await h.t.deps.worker.drain(90_000);
     const dms = async () =>
       (await h.t.deps.inbox.handledWhere({ agentId: a.agentId, 'event.kind': 'message' })).length +
       (await h.t.platformDb
