@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import { Schema, Types, type Connection } from 'mongoose';
+import { derivedObjectId } from '../db/keys';
 import { modelOn } from '../db/mongo';
 import { KeyedMutex } from '../lib/keyed-mutex';
 
@@ -70,9 +71,7 @@ export const transcriptLine = (t: ChatTurn) => `${LABEL[t.role]}: ${t.content}`;
  * collection). The thread's current chat id is kept on its conversation row (`ConversationsRepo`).
  */
 export function chatDocId(chatId: string): Types.ObjectId {
-  return new Types.ObjectId(
-    crypto.createHash('sha256').update(`chats\u0000${chatId}`).digest().subarray(0, 12),
-  );
+  return derivedObjectId(`chats\u0000${chatId}`);
 }
 
 /** What deciding whether to reuse a chat needs: the document without its turns and transcript. */

@@ -1,5 +1,5 @@
-import crypto from 'node:crypto';
 import { Schema, Types, type Connection, type mongo } from 'mongoose';
+import { derivedObjectId } from '../db/keys';
 import { isDuplicateKey, modelOn } from '../db/mongo';
 import { KeyedMutex } from '../lib/keyed-mutex';
 import type { TurnRole } from './chats.repo';
@@ -151,9 +151,7 @@ export function preview(text: string): string {
 
 /** The row's `_id`: the first 12 bytes of SHA-256 over (agent, user), as an ObjectId (cursors stay hex). */
 export function conversationId(agentId: string, userId: string): Types.ObjectId {
-  return new Types.ObjectId(
-    crypto.createHash('sha256').update(`${agentId}\u0000${userId}`).digest().subarray(0, 12),
-  );
+  return derivedObjectId(`${agentId}\u0000${userId}`);
 }
 
 function fromDoc(doc: ConversationDoc): ConversationRow {

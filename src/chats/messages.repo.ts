@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import { Schema, type Connection, type mongo } from 'mongoose';
+import { shardOf } from '../db/keys';
 import { isDuplicateKey, modelOn } from '../db/mongo';
 import { KeyedMutex } from '../lib/keyed-mutex';
 import type { TurnRole } from './chats.repo';
@@ -84,7 +85,7 @@ export const messageLayout = {
   pageNo: (seq: number) => Math.floor(seq / PAGE_SIZE),
   pageId: (stream: string, pageNo: number) => `p:${stream}:${pageNo}`,
   /** Which of the SHARDS collections holds a head or page: by a hash of its `_id`. */
-  shard: (docId: string) => crypto.createHash('sha256').update(docId).digest().readUInt32BE(0) % SHARDS,
+  shard: (docId: string) => shardOf(docId, SHARDS),
 };
 const L = messageLayout;
 

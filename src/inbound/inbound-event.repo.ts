@@ -1,5 +1,5 @@
-import crypto from 'node:crypto';
 import { Schema, mongo, type Connection } from 'mongoose';
+import { shardOf } from '../db/keys';
 import { isDuplicateKey, modelOn } from '../db/mongo';
 import { GroupCommit } from '../lib/group-commit';
 import type { InboundEvent } from './inbound-event';
@@ -88,8 +88,7 @@ export interface HandledEvent {
  */
 export const HANDLED_SHARDS = 64;
 export const handledCollection = (i: number) => `instagram_inbound_handled_${i}`;
-const handledShard = (id: string) =>
-  crypto.createHash('sha256').update(id).digest().readUInt32BE(0) % HANDLED_SHARDS;
+const handledShard = (id: string) => shardOf(id, HANDLED_SHARDS);
 const handledSchemas = Array.from({ length: HANDLED_SHARDS }, (_, i) => {
   const s = new Schema<HandledEvent>(
     {
