@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import { Schema, type Connection, type mongo } from 'mongoose';
 import { shardOf } from '../db/keys';
 import { isDuplicateKey, modelOn } from '../db/mongo';
-import { KeyedMutex } from '../lib/keyed-mutex';
+import { KeyedGroupCommit } from '../lib/group-commit';
 import type { TurnRole } from './chats.repo';
 
 /**
@@ -189,8 +189,53 @@ export function decodeCursor(s: string): Cursor | undefined {
 }
 const tieOf = (messageId: string) => crypto.createHash('sha256').update(messageId).digest('hex').slice(0, 24);
 
-/** Process-wide: updates of one head or page run one at a time (FerretDB does not apply an update atomically). */
-const docWrites = new KeyedMutex();
+/** The collection holding this head or page. */
+async function streamCollection(db: Connection, docId: string) {
+  const i = L.shard(docId);
+  return (await modelOn(db, `InstagramMessageStream${i}`, streamSchemas[i]!))
+    .collection as unknown as mongo.Collection<StreamDoc>;
+}
+
+/** An upsert that two first writers may race to create: the loser's duplicate-key error is retried once. */
+async function upsertRacing<T>(op: () => Promise<T>): Promise<T> {
+  try {
+    return await op();
+  } catch (err) {
+    if (!isDuplicateKey(err)) throw err;
+    return op();
+  }
+}
+
+/**
+ * Process-wide group commits per head and per page: one document's updates run one at a time (FerretDB
+ * does not apply an update atomically), and those that queued meanwhile go out as one. Every turn of an
+ * agent goes through the agent stream's head and newest page, so with many users at once this turns n
+ * queued updates into one.
+ */
+const headWrites = new KeyedGroupCommit<{ db: Connection; _id: string; count: number }, number>(
+  async (_key, asks) => {
+    const { db, _id } = asks[0]!;
+    const total = asks.reduce((sum, a) => sum + a.count, 0);
+    const heads = await streamCollection(db, _id);
+    const head = await upsertRacing(() =>
+      heads.findOneAndUpdate({ _id }, { $inc: { n: total } }, { upsert: true, returnDocument: 'after' }),
+    );
+    if (head?.n === undefined) throw new Error(`instagram_message_streams: ${_id} not returned`);
+    let last = head.n - total;
+    return asks.map((a) => ({ status: 'fulfilled', value: (last += a.count) }));
+  },
+);
+const pageWrites = new KeyedGroupCommit<{ db: Connection; _id: string; items: string[] }, void>(
+  async (_key, adds) => {
+    const { db, _id } = adds[0]!;
+    const items = [...new Set(adds.flatMap((a) => a.items))];
+    const pages = await streamCollection(db, _id);
+    await upsertRacing(() =>
+      pages.updateOne({ _id }, { $addToSet: { items: { $each: items } } }, { upsert: true }),
+    );
+    return adds.map(() => ({ status: 'fulfilled', value: undefined }));
+  },
+);
 
 /**
  * The messages index: one entry per Instagram turn, beside `chats` (the platform's record), written with
@@ -208,35 +253,46 @@ const docWrites = new KeyedMutex();
  * are spread over SHARDS collections by a hash of their `_id`, and items are strings (a sub-document takes
  * twice the room in FerretDB's JSON). The rows are only read on a repeat and by `has`.
  * A listing reads the head, then pages downwards; seqs left unused (a retry, a crash) are gaps it skips.
- * Heads and pages are updated one at a time per document in this process (KeyedMutex); several processes
- * on one FerretDB can still lose a concurrent update (docs/DECISIONS.md).
+ * Heads and pages are updated one at a time per document in this process, and updates that queue meanwhile
+ * go out as one (`headWrites`, `pageWrites`); several processes on one FerretDB can still lose a concurrent
+ * update (docs/DECISIONS.md).
  */
 export class MessagesRepo {
   model(db: Connection) {
     return modelOn(db, 'InstagramMessage', rowSchema);
   }
 
-  /** The collection holding this head or page. */
-  private async streams(db: Connection, docId: string) {
-    const i = L.shard(docId);
-    return (await modelOn(db, `InstagramMessageStream${i}`, streamSchemas[i]!))
-      .collection as unknown as mongo.Collection<StreamDoc>;
+  /**
+   * Records the turn unless it is recorded; true only for the call that stored its row. `claim`, then
+   * `list`: a crash between the two is completed by the retry, which lists the turn once.
+   */
+  async insert(db: Connection, m: NewMessage): Promise<boolean> {
+    const { row, fresh } = await this.claim(db, m);
+    await this.list(db, row);
+    return fresh;
   }
 
   /**
-   * Records the turn unless it is recorded; true only for the call that stored its row. Seqs first, then
-   * the row (a repeat finds the stored row and uses its seqs: the new ones stay unused), then the row's item
-   * into both streams' pages, so a crash between any two steps is completed by the retry and lists it once.
+   * The turn's row, inserted unless stored: `fresh` only for the call that stored it (the turn's unique-key
+   * claim). Seqs first, then the row; a repeat finds the stored row and uses its seqs (the new ones stay
+   * unused gaps).
    */
-  async insert(db: Connection, m: NewMessage): Promise<boolean> {
+  async claim(db: Connection, m: NewMessage): Promise<{ row: MessageRow; fresh: boolean }> {
     const [all, user] = await Promise.all([
       this.allocate(db, L.agentStream(m.agentId), 1),
       this.allocate(db, L.userStream(m.agentId, m.userId), 1),
     ]);
     const row = toRow(m, { all, user });
     const stored = await this.insertRow(db, row);
-    await this.addToPages(db, stored ?? row);
-    return stored === undefined;
+    return { row: stored ?? row, fresh: stored === undefined };
+  }
+
+  /** Adds a claimed row's turn to both its streams' pages (idempotent: `$addToSet` of its canonical item). */
+  async list(db: Connection, row: MessageRow): Promise<void> {
+    const item = itemOf(row);
+    await Promise.all(
+      streamsOf(row).map(([s, seq]) => this.addItems(db, L.pageId(s, L.pageNo(seq)), [item])),
+    );
   }
 
   /** Whether this turn is recorded (one `_id` lookup). */
@@ -256,7 +312,7 @@ export class MessagesRepo {
     const stream = opts.userId === undefined ? L.agentStream(agentId) : L.userStream(agentId, opts.userId);
     const which = opts.userId === undefined ? 'all' : 'user';
     const headId = L.headId(stream);
-    const head = await (await this.streams(db, headId)).findOne({ _id: headId });
+    const head = await (await streamCollection(db, headId)).findOne({ _id: headId });
     if (head?.n === undefined) return { rows: [] };
     const { before } = opts;
     const top = Math.min(head.n, before?.t ?? Infinity);
@@ -272,7 +328,7 @@ export class MessagesRepo {
       const docs = await Promise.all(
         nos.map(async (k) => {
           const _id = L.pageId(stream, k);
-          return (await this.streams(db, _id)).findOne({ _id });
+          return (await streamCollection(db, _id)).findOne({ _id });
         }),
       );
       for (const item of docs.flatMap((d) => d?.items ?? [])) {
@@ -365,7 +421,7 @@ export class MessagesRepo {
       }
     }
     for (const docs of byShard.values()) {
-      const c = await this.streams(db, docs[0]!._id);
+      const c = await streamCollection(db, docs[0]!._id);
       for (let at = 0; at < docs.length; at += 500) {
         const chunk = docs.slice(at, at + 500);
         // A page someone else began meanwhile (a turn recorded beside the import, a retried import).
@@ -379,19 +435,8 @@ export class MessagesRepo {
   /** Hands out `count` seqs of a stream; returns the last of them (the first is `last - count + 1`). */
   private async allocate(db: Connection, stream: string, count: number): Promise<number> {
     const _id = L.headId(stream);
-    const heads = await this.streams(db, _id);
-    const op = () =>
-      heads.findOneAndUpdate({ _id }, { $inc: { n: count } }, { upsert: true, returnDocument: 'after' });
-    const head = await docWrites.run(`${db.name}\u0000${_id}`, async () => {
-      try {
-        return await op();
-      } catch (err) {
-        if (!isDuplicateKey(err)) throw err; // two first allocations raced to create the head
-        return op();
-      }
-    });
-    if (head?.n === undefined) throw new Error(`instagram_message_streams: ${_id} not returned`);
-    return head.n;
+    const [last] = await headWrites.submit(`${db.name}\u0000${_id}`, [{ db, _id, count }]);
+    return last!;
   }
 
   /** Inserts the row; on a repeat returns the stored row instead (whose seqs then count). */
@@ -408,25 +453,8 @@ export class MessagesRepo {
     return stored;
   }
 
-  private async addToPages(db: Connection, row: MessageRow): Promise<void> {
-    const item = itemOf(row);
-    await Promise.all(
-      streamsOf(row).map(([s, seq]) => this.addItems(db, L.pageId(s, L.pageNo(seq)), [item])),
-    );
-  }
-
   private async addItems(db: Connection, pageId: string, items: string[]): Promise<void> {
-    const pages = await this.streams(db, pageId);
-    const op = () =>
-      pages.updateOne({ _id: pageId }, { $addToSet: { items: { $each: items } } }, { upsert: true });
-    await docWrites.run(`${db.name}\u0000${pageId}`, async () => {
-      try {
-        await op();
-      } catch (err) {
-        if (!isDuplicateKey(err)) throw err; // two first writers raced to create the page
-        await op();
-      }
-    });
+    await pageWrites.submit(`${db.name}\u0000${pageId}`, [{ db, _id: pageId, items }]);
   }
 }
 

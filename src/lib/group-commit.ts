@@ -82,3 +82,31 @@ export class GroupCommit<T, R> {
     }
   }
 }
+
+/**
+ * A group commit per key (one document, typically): writes for one key go out one batch at a time, in
+ * order, so a key's writes never overlap (what FerretDB needs, see KeyedMutex) while those that queue
+ * behind a write go out together as the next one. Keys with nothing pending hold no memory.
+ */
+export class KeyedGroupCommit<T, R> {
+  private readonly groups = new Map<string, { commit: GroupCommit<T, R>; waiting: number }>();
+
+  constructor(
+    private readonly write: (key: string, items: T[]) => Promise<PromiseSettledResult<R>[]>,
+    private readonly o: Omit<GroupCommitOptions, 'maxInFlight'> = {},
+  ) {}
+
+  async submit(key: string, items: T[]): Promise<R[]> {
+    let group = this.groups.get(key);
+    if (!group) {
+      const commit = new GroupCommit<T, R>((batch) => this.write(key, batch), { ...this.o, maxInFlight: 1 });
+      this.groups.set(key, (group = { commit, waiting: 0 }));
+    }
+    group.waiting++;
+    try {
+      return await group.commit.submit(items);
+    } finally {
+      if (--group.waiting === 0) this.groups.delete(key);
+    }
+  }
+}

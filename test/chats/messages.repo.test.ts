@@ -267,3 +267,19 @@ async function dump(c: Connection, name: string, agentId: string) {
     .map((d) => (d.items ? { ...d, items: [...d.items].sort() } : d))
     .sort((x, y) => (x._id < y._id ? -1 : 1));
 }
+
+test('when many users turns are recorded at once, then each gets its own seq in the agent stream and every turn is listed once', async () => {
+  const agentId = anAgent();
+  const turns = Array.from({ length: 8 }, (_, u) =>
+    [0, 1, 2, 3, 4].map((i) => aTurn(agentId, `u${u}`, i)),
+  ).flat();
+
+  // Concurrent inserts of one agent share its head and newest pages: queued updates go out together.
+  await Promise.all(turns.map((t) => repo.insert(db, t)));
+
+  const rows = await Promise.all(turns.map((t) => storedRow(agentId, t.messageId)));
+  expect(new Set(rows.map((r) => r.seq.all)).size).toBe(turns.length);
+  expect(Math.max(...rows.map((r) => r.seq.all))).toBe(turns.length);
+  expect((await listAll(agentId, 7)).sort()).toEqual(turns.map((t) => t.messageId).sort());
+  expect(await listAll(agentId, 2, 'u3')).toEqual([4, 3, 2, 1, 0].map((i) => `ig_u3_${i}`));
+});

@@ -1,4 +1,4 @@
-import { GroupCommit, type GroupCommitOptions } from '../../src/lib/group-commit';
+import { GroupCommit, KeyedGroupCommit, type GroupCommitOptions } from '../../src/lib/group-commit';
 
 /**
  * A write under the test's control: each call is recorded with its items and stays in flight until the
@@ -153,5 +153,58 @@ describe('GroupCommit', () => {
     const { gc, calls } = setUp();
     await expect(gc.submit([])).resolves.toEqual([]);
     expect(calls).toHaveLength(0);
+  });
+});
+
+describe('KeyedGroupCommit', () => {
+  function keyed() {
+    const calls: { key: string; items: string[]; ok(): void }[] = [];
+    const gc = new KeyedGroupCommit<string, string>(
+      (key, items) =>
+        new Promise((resolve) =>
+          calls.push({ key, items, ok: () => resolve(items.map((i) => upper(`${key}:${i}`))) }),
+        ),
+    );
+    return { gc, calls };
+  }
+
+  test('when writes for one key queue behind one in flight, then they go out as one, after it', async () => {
+    const { gc, calls } = keyed();
+    const first = gc.submit('head', ['a']);
+    const queued = [gc.submit('head', ['b']), gc.submit('head', ['c'])];
+    expect(calls.map((c) => c.items)).toEqual([['a']]); // never two writes of one key at once
+
+    calls[0]!.ok();
+    await expect(first).resolves.toEqual(['HEAD:A']);
+    expect(calls.map((c) => c.items)).toEqual([['a'], ['b', 'c']]);
+    calls[1]!.ok();
+    expect(await Promise.all(queued)).toEqual([['HEAD:B'], ['HEAD:C']]);
+  });
+
+  test('when two keys are written at once, then neither waits for the other', async () => {
+    const { gc, calls } = keyed();
+    const one = gc.submit('page:1', ['a']);
+    const two = gc.submit('page:2', ['b']);
+    expect(calls.map((c) => [c.key, c.items])).toEqual([
+      ['page:1', ['a']],
+      ['page:2', ['b']],
+    ]);
+    calls[1]!.ok();
+    await expect(two).resolves.toEqual(['PAGE:2:B']);
+    calls[0]!.ok();
+    await expect(one).resolves.toEqual(['PAGE:1:A']);
+  });
+
+  test('when a key has nothing pending any more, then it is forgotten (and a later write starts afresh)', async () => {
+    const { gc, calls } = keyed();
+    const p = gc.submit('k', ['a']);
+    calls[0]!.ok();
+    await p;
+    expect((gc as unknown as { groups: Map<string, unknown> }).groups.size).toBe(0);
+
+    const again = gc.submit('k', ['b']);
+    expect(calls).toHaveLength(2);
+    calls[1]!.ok();
+    await expect(again).resolves.toEqual(['K:B']);
   });
 });
