@@ -1,6 +1,7 @@
 import { Schema, Types, type Connection, type mongo } from 'mongoose';
 import { derivedObjectId } from '../db/keys';
 import { isDuplicateKey, modelOn } from '../db/mongo';
+import { KeyedGroupCommit } from '../lib/group-commit';
 import { KeyedMutex } from '../lib/keyed-mutex';
 import type { TurnRole } from './chats.repo';
 
@@ -278,44 +279,74 @@ export class ConversationsRepo {
 
   /**
    * Puts the row's summary in the head (one write: the head's `top` and size come back with it); a user
-   * listed in an older page moves out of it, and a full head becomes a page. Serialised per agent.
+   * listed in an older page moves out of it, and a full head becomes a page. Serialised per agent; moves
+   * that queue behind one go out together as the next (every turn of an agent comes through here).
    */
   private async moveToTop(db: Connection, row: ConversationDoc): Promise<void> {
-    const { agentId, userId } = row;
-    await recencyWrites.run(`${db.name}\u0000${agentId}`, async () => {
-      const pages = await this.recency(db);
-      const field = `s.${entryKey(userId)}`;
-      const head = await pages.findOneAndUpdate(
-        { _id: headId(agentId) },
-        { $max: { [field]: entryOf(row) }, $setOnInsert: { agent: agentId, top: 0 } },
-        { upsert: true, returnDocument: 'after' },
+    await this.moves.submit(`${db.name}\u0000${row.agentId}`, [{ db, row }]);
+  }
+
+  private readonly moves = new KeyedGroupCommit<{ db: Connection; row: ConversationDoc }, void>(
+    async (key, asks) => {
+      await recencyWrites.run(key, () =>
+        this.moveAllToTop(
+          asks[0]!.db,
+          asks.map((a) => a.row),
+        ),
       );
-      if (!head) throw new Error(`instagram_conversation_recency: ${headId(agentId)} not returned`);
+      return asks.map(() => ({ status: 'fulfilled', value: undefined }));
+    },
+  );
+
+  /** moveToTop for several rows of one agent: one head write for all of them. */
+  private async moveAllToTop(db: Connection, written: ConversationDoc[]): Promise<void> {
+    const agentId = written[0]!.agentId;
+    const latest = new Map<string, ConversationDoc>(); // per user, its latest version in this batch
+    for (const r of written) {
+      const had = latest.get(r.userId);
+      if (!had || (r.v ?? 0) > (had.v ?? 0)) latest.set(r.userId, r);
+    }
+    const pages = await this.recency(db);
+    const head = await pages.findOneAndUpdate(
+      { _id: headId(agentId) },
+      {
+        $max: Object.fromEntries([...latest.values()].map((r) => [`s.${entryKey(r.userId)}`, entryOf(r)])),
+        $setOnInsert: { agent: agentId, top: 0 },
+      },
+      { upsert: true, returnDocument: 'after' },
+    );
+    if (!head) throw new Error(`instagram_conversation_recency: ${headId(agentId)} not returned`);
+    let headChanged = false;
+    for (const row of latest.values()) {
       // `row` may be older than a concurrent turn's move of this user: where it really was comes back from
       // the write that moves it (pages only ever go up, so a row already on top is never written).
-      if (row.recencyPage !== head.top) {
-        const before = await this.write(db, agentId, userId, { $set: { recencyPage: head.top } }, 'before');
-        const was = before.recencyPage;
-        if (was !== undefined && was !== head.top)
-          await pages.updateOne({ _id: pageId(agentId, was) }, { $unset: { [field]: '' } });
-        // A write since `row` (a pause, a name) whose refresh found the user not listed yet: its summary.
-        if ((before.v ?? 0) > (row.v ?? 0))
-          await pages.updateOne({ _id: headId(agentId) }, { $max: { [field]: entryOf(before) } });
+      if (row.recencyPage === head.top) continue;
+      const field = `s.${entryKey(row.userId)}`;
+      const before = await this.write(db, agentId, row.userId, { $set: { recencyPage: head.top } }, 'before');
+      const was = before.recencyPage;
+      if (was !== undefined && was !== head.top)
+        await pages.updateOne({ _id: pageId(agentId, was) }, { $unset: { [field]: '' } });
+      // A write since `row` (a pause, a name) whose refresh found the user not listed yet: its summary.
+      if ((before.v ?? 0) > (row.v ?? 0)) {
+        await pages.updateOne({ _id: headId(agentId) }, { $max: { [field]: entryOf(before) } });
+        headChanged = true;
       }
-      const users = Object.keys(head.s ?? {});
-      if (users.length >= RECENCY_PAGE_SIZE) {
-        // Copied first, emptied second: a crash between the two copies it again next time.
-        await pages.updateOne(
-          { _id: pageId(agentId, head.top) },
-          { $set: { agent: agentId, top: head.top, s: head.s } },
-          { upsert: true },
-        );
-        await pages.updateOne(
-          { _id: headId(agentId), top: head.top }, // another process may have emptied it already
-          { $set: { top: head.top + 1 }, $unset: Object.fromEntries(users.map((u) => [`s.${u}`, ''])) },
-        );
-      }
-    });
+    }
+    const users = Object.keys(head.s ?? {});
+    if (users.length >= RECENCY_PAGE_SIZE) {
+      // What the head holds now: a summary written just above is in it, not in the `head` returned before.
+      const s = headChanged ? ((await pages.findOne({ _id: headId(agentId) }))?.s ?? head.s) : head.s;
+      // Copied first, emptied second: a crash between the two copies it again next time.
+      await pages.updateOne(
+        { _id: pageId(agentId, head.top) },
+        { $set: { agent: agentId, top: head.top, s } },
+        { upsert: true },
+      );
+      await pages.updateOne(
+        { _id: headId(agentId), top: head.top }, // another process may have emptied it already
+        { $set: { top: head.top + 1 }, $unset: Object.fromEntries(users.map((u) => [`s.${u}`, ''])) },
+      );
+    }
   }
 
   /** A listed user's pause or username changed: its summary is updated where it lives, not moved. */
