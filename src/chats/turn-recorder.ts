@@ -10,7 +10,8 @@ import { MessagesRepo } from './messages.repo';
  *
  * The messages row comes first: its insert is the turn's unique-key claim. When it is new, the turn cannot
  * be in the chat yet (nothing appends before the row exists, and one worker holds a thread at a time), so
- * the append needs no look at the chat's turns first; only a repeat checks them.
+ * the append needs no look at the chat's turns first; only a repeat checks them. After the claim the
+ * three writes are independent and go out together.
  */
 export class TurnRecorder {
   constructor(
@@ -25,7 +26,7 @@ export class TurnRecorder {
   ): Promise<void> {
     const { turn } = t;
     const at = new Date(turn.created_timestamp);
-    const fresh = await this.messages.insert(db, {
+    const { row, fresh } = await this.messages.claim(db, {
       agentId: t.agentId,
       userId: t.userId,
       chatId: t.chatId,
@@ -39,13 +40,14 @@ export class TurnRecorder {
       ...(turn.delivery_error ? { error: turn.delivery_error } : {}),
       ...(t.username ? { username: t.username } : {}),
     });
-    await this.chats.appendTurn(db, t.chatId, turn, { fresh });
     const text = turn.content || (turn.attachments?.length ? `[${turn.attachments[0]!.type}]` : '');
-    await this.conversations.recordTurn(db, t.agentId, t.userId, {
-      role: turn.role,
-      text,
-      at,
-      repeat: !fresh,
-    });
+    // Each settles before a failure is thrown, so a retry never overlaps a write still in flight.
+    const results = await Promise.allSettled([
+      this.messages.list(db, row),
+      this.chats.appendTurn(db, t.chatId, turn, { fresh }),
+      this.conversations.recordTurn(db, t.agentId, t.userId, { role: turn.role, text, at, repeat: !fresh }),
+    ]);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 }
