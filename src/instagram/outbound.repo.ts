@@ -1,5 +1,6 @@
 import { Schema, type Connection, type mongo } from 'mongoose';
 import { isDuplicateKey, modelOn } from '../db/mongo';
+import { withTimeout } from '../lib/with-timeout';
 
 /**
  * A note written before every send to Instagram and completed after it. Meta echoes each message a page
@@ -54,17 +55,31 @@ const noteId = (agentId: string, key: string) => `${agentId}:${key}`;
 /** How many of this process's latest sent mids it remembers (a few MB at most). */
 const RECENT_MIDS = 20_000;
 
+/** The longest an echo's acknowledgement waits for its send's note to be completed (then it is stored). */
+const COMPLETION_WAIT_MS = 2_000;
+
 export class OutboundRepo {
   /**
    * The latest mids this process sent (`agentId:mid`, oldest first): Meta echoes each of them, and an
    * echo found here is ours beyond doubt, so intake acknowledges it without storing it (WebhookService).
-   * An echo that beats its send's answer, or one of another process's sends, is not here: it takes the
+   * An echo of another process's send, or one that beats its send's answer, is not here: it takes the
    * stored path and is recognised there.
    */
   private readonly recent = new Set<string>();
+  /** Notes being completed right now, by `agentId:mid` (Meta answered with the mid; the note is not written yet). */
+  private readonly completing = new Map<string, Promise<unknown>>();
 
-  sentHere(agentId: string, mid: string): boolean {
-    return this.recent.has(midId(agentId, mid));
+  /**
+   * Whether this process sent the message with this mid and has completed its note. An echo that comes
+   * while the note is being completed (Meta echoes at once, often before the note's two writes return)
+   * waits for them: once they are written the echo has nothing left to do; if they fail (or take longer
+   * than COMPLETION_WAIT_MS) it is not ours here and is stored, as a retry of the send needs it.
+   */
+  async sentHere(agentId: string, mid: string): Promise<boolean> {
+    const id = midId(agentId, mid);
+    const completing = this.completing.get(id);
+    if (completing) await withTimeout(completing, COMPLETION_WAIT_MS).catch(() => undefined);
+    return this.recent.has(id);
   }
 
   /** A note of ours is completed with this mid: its echo, when it comes, has nothing left to do. */
@@ -120,7 +135,25 @@ export class OutboundRepo {
     return (await c.findOne({ _id: fresh._id })) as unknown as OutboundNote;
   }
 
-  async complete(
+  /** Completes the note; while its writes run, `sentHere` for its mid waits for them (registered at once). */
+  complete(
+    db: Connection,
+    agentId: string,
+    key: string,
+    set: { status: OutboundNote['status']; mid?: string },
+  ): Promise<void> {
+    const writes = this.writeCompletion(db, agentId, key, set);
+    if (!set.mid) return writes;
+    const id = midId(agentId, set.mid);
+    this.completing.set(id, writes);
+    const forget = () => {
+      if (this.completing.get(id) === writes) this.completing.delete(id);
+    };
+    writes.then(forget, forget);
+    return writes;
+  }
+
+  private async writeCompletion(
     db: Connection,
     agentId: string,
     key: string,

@@ -52,10 +52,12 @@ export class WebhookService {
     if (!connection) return { received: parsed.events.length, stored: 0 };
 
     const ours = parsed.events.filter((e) => e.accountId === connection.instagramAccountId);
-    // The echo of a message this process sent has nothing left to do: acknowledged, not stored.
-    const toStore = ours.filter(
-      (e) => !(e.kind === 'echo' && e.mid && this.d.outbound.sentHere(t.agent.agentId, e.mid)),
+    // The echo of a message this process sent has nothing left to do: acknowledged, not stored (one
+    // whose send is being recorded waits for that record first: OutboundRepo.sentHere).
+    const own = await Promise.all(
+      ours.map((e) => e.kind === 'echo' && !!e.mid && this.d.outbound.sentHere(t.agent.agentId, e.mid)),
     );
+    const toStore = ours.filter((_, i) => !own[i]);
     const stored = await this.d.inbox.store(t.subaccount.id, t.agent.agentId, toStore);
     if (stored > 0) this.d.onStored();
     // Debug: every delivery already has its access-log line (status, timing); this adds the counts.

@@ -1,6 +1,7 @@
 import type { Connection } from 'mongoose';
 import { OutboundRepo } from '../../src/instagram/outbound.repo';
-import { dropTestDatabase, openTestDatabase } from '../setup/db';
+import { connectPlatform } from '../../src/db/mongo';
+import { dropTestDatabase, openTestDatabase, testDbUri } from '../setup/db';
 
 /** The notes of our own sends, against the run's real database server. */
 let db: Connection;
@@ -16,13 +17,13 @@ test('when a send is noted but not yet completed, then its echo is not dropped a
   await outbound.begin(db, note('evt:0'));
   // Meta answered with a mid, but the note is not completed yet (it may fail, or the process may stop):
   // a retry must find the echo stored, so intake must not drop it.
-  expect(outbound.sentHere('agent_o', 'mid_0')).toBe(false);
+  expect(await outbound.sentHere('agent_o', 'mid_0')).toBe(false);
 
   await outbound.complete(db, 'agent_o', 'evt:0', { status: 'sent', mid: 'mid_0' });
 
-  expect(outbound.sentHere('agent_o', 'mid_0')).toBe(true);
+  expect(await outbound.sentHere('agent_o', 'mid_0')).toBe(true);
   expect(await outbound.find(db, 'agent_o', 'evt:0')).toMatchObject({ status: 'sent', mid: 'mid_0' });
-  expect(outbound.sentHere('agent_other', 'mid_0')).toBe(false);
+  expect(await outbound.sentHere('agent_other', 'mid_0')).toBe(false);
 });
 
 test('when an echo claims an in-flight note, then later copies of that echo are dropped at intake', async () => {
@@ -31,6 +32,32 @@ test('when an echo claims an in-flight note, then later copies of that echo are 
 
   expect(await outbound.claimEcho(db, 'agent_o', '1791', 'mid_1', 'Yes, we do!')).toBe(true);
 
-  expect(outbound.sentHere('agent_o', 'mid_1')).toBe(true);
+  expect(await outbound.sentHere('agent_o', 'mid_1')).toBe(true);
   expect(await outbound.isOurs(db, 'agent_o', 'mid_1')).toBe(true);
+});
+
+test('when an echo comes while its note is being completed, then it waits for the note and is ours', async () => {
+  const outbound = new OutboundRepo();
+  await outbound.begin(db, note('evt:2'));
+
+  const completing = outbound.complete(db, 'agent_o', 'evt:2', { status: 'sent', mid: 'mid_2' });
+  // Asked before the note's writes have returned: the answer waits for them.
+  const asked = outbound.sentHere('agent_o', 'mid_2');
+
+  expect(await asked).toBe(true);
+  await completing;
+  expect(await outbound.find(db, 'agent_o', 'evt:2')).toMatchObject({ status: 'sent', mid: 'mid_2' });
+});
+
+test('when completing a note fails, then an echo that waited for it is not ours here (it is stored)', async () => {
+  const outbound = new OutboundRepo();
+  await outbound.begin(db, note('evt:3'));
+  // A database name the server refuses (over 63 characters): every write to it fails, at once.
+  const refused = await connectPlatform(testDbUri('x'.repeat(70)));
+  const completing = outbound.complete(refused, 'agent_o', 'evt:3', { status: 'sent', mid: 'mid_3' });
+  const asked = outbound.sentHere('agent_o', 'mid_3');
+
+  await expect(completing).rejects.toThrow();
+  expect(await asked).toBe(false);
+  await refused.close();
 });
