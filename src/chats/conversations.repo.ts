@@ -1,7 +1,7 @@
 import { Schema, Types, type Connection, type mongo } from 'mongoose';
 import { derivedObjectId } from '../db/keys';
 import { isDuplicateKey, modelOn } from '../db/mongo';
-import { KeyedGroupCommit } from '../lib/group-commit';
+import { KeyedGroupCommit, writeInGroups } from '../lib/group-commit';
 import { KeyedMutex } from '../lib/keyed-mutex';
 import type { TurnRole } from './chats.repo';
 
@@ -286,20 +286,36 @@ export class ConversationsRepo {
     await this.moves.submit(`${db.name}\u0000${row.agentId}`, [{ db, row }]);
   }
 
+  /** At most a page of users per batch: a head then holds under two pages' worth before it rolls. */
   private readonly moves = new KeyedGroupCommit<{ db: Connection; row: ConversationDoc }, void>(
-    async (key, asks) => {
-      await recencyWrites.run(key, () =>
-        this.moveAllToTop(
-          asks[0]!.db,
-          asks.map((a) => a.row),
+    (key, asks) =>
+      recencyWrites.run(key, () =>
+        writeInGroups(
+          asks,
+          (a) => a.db,
+          async (db, mine) => {
+            const failed = await this.moveAllToTop(
+              db,
+              mine.map((a) => a.row),
+            );
+            return mine.map((a) => {
+              const reason = failed.get(a.row.userId);
+              return reason === undefined
+                ? { status: 'fulfilled', value: undefined }
+                : { status: 'rejected', reason };
+            });
+          },
         ),
-      );
-      return asks.map(() => ({ status: 'fulfilled', value: undefined }));
-    },
+      ),
+    { maxItems: RECENCY_PAGE_SIZE },
   );
 
-  /** moveToTop for several rows of one agent: one head write for all of them. */
-  private async moveAllToTop(db: Connection, written: ConversationDoc[]): Promise<void> {
+  /**
+   * moveToTop for several rows of one agent: one head write for all of them, then each row's own
+   * follow-up. A follow-up that fails fails only its user's move (the others stand; the head then waits
+   * for the next move to roll); the head write failing fails them all (nothing was written).
+   */
+  private async moveAllToTop(db: Connection, written: ConversationDoc[]): Promise<Map<string, unknown>> {
     const agentId = written[0]!.agentId;
     const latest = new Map<string, ConversationDoc>(); // per user, its latest version in this batch
     for (const r of written) {
@@ -316,37 +332,55 @@ export class ConversationsRepo {
       { upsert: true, returnDocument: 'after' },
     );
     if (!head) throw new Error(`instagram_conversation_recency: ${headId(agentId)} not returned`);
+    const failed = new Map<string, unknown>();
     let headChanged = false;
     for (const row of latest.values()) {
       // `row` may be older than a concurrent turn's move of this user: where it really was comes back from
       // the write that moves it (pages only ever go up, so a row already on top is never written).
       if (row.recencyPage === head.top) continue;
       const field = `s.${entryKey(row.userId)}`;
-      const before = await this.write(db, agentId, row.userId, { $set: { recencyPage: head.top } }, 'before');
-      const was = before.recencyPage;
-      if (was !== undefined && was !== head.top)
-        await pages.updateOne({ _id: pageId(agentId, was) }, { $unset: { [field]: '' } });
-      // A write since `row` (a pause, a name) whose refresh found the user not listed yet: its summary.
-      if ((before.v ?? 0) > (row.v ?? 0)) {
-        await pages.updateOne({ _id: headId(agentId) }, { $max: { [field]: entryOf(before) } });
-        headChanged = true;
+      try {
+        const before = await this.write(
+          db,
+          agentId,
+          row.userId,
+          { $set: { recencyPage: head.top } },
+          'before',
+        );
+        const was = before.recencyPage;
+        if (was !== undefined && was !== head.top)
+          await pages.updateOne({ _id: pageId(agentId, was) }, { $unset: { [field]: '' } });
+        // A write since `row` (a pause, a name) whose refresh found the user not listed yet: its summary.
+        if ((before.v ?? 0) > (row.v ?? 0)) {
+          headChanged = true;
+          await pages.updateOne({ _id: headId(agentId) }, { $max: { [field]: entryOf(before) } });
+        }
+      } catch (err) {
+        failed.set(row.userId, err);
       }
     }
     const users = Object.keys(head.s ?? {});
-    if (users.length >= RECENCY_PAGE_SIZE) {
+    if (users.length >= RECENCY_PAGE_SIZE && failed.size === 0) {
       // What the head holds now: a summary written just above is in it, not in the `head` returned before.
-      const s = headChanged ? ((await pages.findOne({ _id: headId(agentId) }))?.s ?? head.s) : head.s;
-      // Copied first, emptied second: a crash between the two copies it again next time.
-      await pages.updateOne(
-        { _id: pageId(agentId, head.top) },
-        { $set: { agent: agentId, top: head.top, s } },
-        { upsert: true },
-      );
-      await pages.updateOne(
-        { _id: headId(agentId), top: head.top }, // another process may have emptied it already
-        { $set: { top: head.top + 1 }, $unset: Object.fromEntries(users.map((u) => [`s.${u}`, ''])) },
-      );
+      // (`top` in the filter: another process may have rolled it meanwhile.)
+      const now = headChanged ? await pages.findOne({ _id: headId(agentId), top: head.top }) : head;
+      if (now) {
+        // Copied first, emptied second: a crash between the two copies it again next time.
+        await pages.updateOne(
+          { _id: pageId(agentId, head.top) },
+          { $set: { agent: agentId, top: head.top, s: now.s } },
+          { upsert: true },
+        );
+        await pages.updateOne(
+          { _id: headId(agentId), top: head.top }, // another process may have emptied it already
+          {
+            $set: { top: head.top + 1 },
+            $unset: Object.fromEntries(Object.keys(now.s ?? {}).map((u) => [`s.${u}`, ''])),
+          },
+        );
+      }
     }
+    return failed;
   }
 
   /** A listed user's pause or username changed: its summary is updated where it lives, not moved. */

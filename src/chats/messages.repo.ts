@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import { Schema, type Connection, type mongo } from 'mongoose';
 import { shardOf } from '../db/keys';
 import { isDuplicateKey, modelOn } from '../db/mongo';
-import { KeyedGroupCommit } from '../lib/group-commit';
+import { KeyedGroupCommit, writeInGroups } from '../lib/group-commit';
 import type { TurnRole } from './chats.repo';
 
 /**
@@ -213,28 +213,38 @@ async function upsertRacing<T>(op: () => Promise<T>): Promise<T> {
  * queued updates into one.
  */
 const headWrites = new KeyedGroupCommit<{ db: Connection; _id: string; count: number }, number>(
-  async (_key, asks) => {
-    const { db, _id } = asks[0]!;
-    const total = asks.reduce((sum, a) => sum + a.count, 0);
-    const heads = await streamCollection(db, _id);
-    const head = await upsertRacing(() =>
-      heads.findOneAndUpdate({ _id }, { $inc: { n: total } }, { upsert: true, returnDocument: 'after' }),
-    );
-    if (head?.n === undefined) throw new Error(`instagram_message_streams: ${_id} not returned`);
-    let last = head.n - total;
-    return asks.map((a) => ({ status: 'fulfilled', value: (last += a.count) }));
-  },
+  (_key, asks) =>
+    writeInGroups(
+      asks,
+      (a) => a.db,
+      async (db, mine) => {
+        const { _id } = mine[0]!;
+        const total = mine.reduce((sum, a) => sum + a.count, 0);
+        const heads = await streamCollection(db, _id);
+        const head = await upsertRacing(() =>
+          heads.findOneAndUpdate({ _id }, { $inc: { n: total } }, { upsert: true, returnDocument: 'after' }),
+        );
+        if (head?.n === undefined) throw new Error(`instagram_message_streams: ${_id} not returned`);
+        let last = head.n - total;
+        return mine.map((a) => ({ status: 'fulfilled', value: (last += a.count) }));
+      },
+    ),
 );
 const pageWrites = new KeyedGroupCommit<{ db: Connection; _id: string; items: string[] }, void>(
-  async (_key, adds) => {
-    const { db, _id } = adds[0]!;
-    const items = [...new Set(adds.flatMap((a) => a.items))];
-    const pages = await streamCollection(db, _id);
-    await upsertRacing(() =>
-      pages.updateOne({ _id }, { $addToSet: { items: { $each: items } } }, { upsert: true }),
-    );
-    return adds.map(() => ({ status: 'fulfilled', value: undefined }));
-  },
+  (_key, adds) =>
+    writeInGroups(
+      adds,
+      (a) => a.db,
+      async (db, mine) => {
+        const { _id } = mine[0]!;
+        const items = [...new Set(mine.flatMap((a) => a.items))];
+        const pages = await streamCollection(db, _id);
+        await upsertRacing(() =>
+          pages.updateOne({ _id }, { $addToSet: { items: { $each: items } } }, { upsert: true }),
+        );
+        return mine.map(() => ({ status: 'fulfilled', value: undefined }));
+      },
+    ),
 );
 
 /**

@@ -110,3 +110,36 @@ export class KeyedGroupCommit<T, R> {
     }
   }
 }
+
+/**
+ * A batch's items split by `groupOf` (compared by identity), written one group after the other; a group
+ * whose write throws rejects only its own items. For batches keyed by a database name whose items carry
+ * their connection: a batch may, rarely, mix a tenant connection being replaced with its successor.
+ */
+export async function writeInGroups<T, G, R>(
+  items: T[],
+  groupOf: (item: T) => G,
+  write: (group: G, items: T[]) => Promise<PromiseSettledResult<R>[]>,
+): Promise<PromiseSettledResult<R>[]> {
+  const groups = new Map<G, number[]>();
+  items.forEach((item, i) => {
+    const g = groupOf(item);
+    const at = groups.get(g);
+    if (at) at.push(i);
+    else groups.set(g, [i]);
+  });
+  const out: PromiseSettledResult<R>[] = new Array(items.length);
+  for (const [g, at] of groups) {
+    let settled: PromiseSettledResult<R>[];
+    try {
+      settled = await write(
+        g,
+        at.map((i) => items[i]!),
+      );
+    } catch (reason) {
+      settled = at.map(() => ({ status: 'rejected', reason }));
+    }
+    at.forEach((i, k) => (out[i] = settled[k]!));
+  }
+  return out;
+}

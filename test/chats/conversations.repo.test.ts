@@ -102,6 +102,13 @@ describe('recency pages', () => {
     expect(rows.map((r) => r.userId).sort()).toEqual([...users].sort());
     for (const r of rows)
       expect(summaryOf(r)).toEqual(summaryOf(await conversations.get(db, 'agent_c', r.userId)));
+    // Moves that queued together went out as one head write, at most a page of users each: no page holds
+    // two pages' worth.
+    const pages = await db
+      .collection<{ s?: object }>('instagram_conversation_recency')
+      .find({ agent: 'agent_c' })
+      .toArray();
+    for (const p of pages) expect(Object.keys(p.s ?? {}).length).toBeLessThan(2 * RECENCY_PAGE_SIZE);
   });
 
   test('when a listed user is paused, resumed or named, then the listing shows it and the order stays', async () => {

@@ -1,4 +1,4 @@
-import type { Connection } from 'mongoose';
+import { mongo, type Connection } from 'mongoose';
 import {
   itemOf,
   messageLayout as L,
@@ -275,7 +275,13 @@ test('when many users turns are recorded at once, then each gets its own seq in 
   ).flat();
 
   // Concurrent inserts of one agent share its head and newest pages: queued updates go out together.
+  const headWrites = jest.spyOn(mongo.Collection.prototype, 'findOneAndUpdate');
   await Promise.all(turns.map((t) => repo.insert(db, t)));
+  const agentHead = L.headId(L.agentStream(agentId));
+  const agentHeadWrites = headWrites.mock.calls.filter(([q]) => (q as { _id?: string })._id === agentHead);
+  headWrites.mockRestore();
+  expect(agentHeadWrites.length).toBeGreaterThan(0);
+  expect(agentHeadWrites.length).toBeLessThan(turns.length); // one `$inc` per batch, not per turn
 
   const rows = await Promise.all(turns.map((t) => storedRow(agentId, t.messageId)));
   expect(new Set(rows.map((r) => r.seq.all)).size).toBe(turns.length);

@@ -1,4 +1,9 @@
-import { GroupCommit, KeyedGroupCommit, type GroupCommitOptions } from '../../src/lib/group-commit';
+import {
+  GroupCommit,
+  KeyedGroupCommit,
+  writeInGroups,
+  type GroupCommitOptions,
+} from '../../src/lib/group-commit';
 
 /**
  * A write under the test's control: each call is recorded with its items and stays in flight until the
@@ -206,5 +211,35 @@ describe('KeyedGroupCommit', () => {
     expect(calls).toHaveLength(2);
     calls[1]!.ok();
     await expect(again).resolves.toEqual(['K:B']);
+  });
+});
+
+describe('writeInGroups', () => {
+  test('when one group of a batch fails, then only its items are rejected and the others keep their results, in order', async () => {
+    const a = { name: 'a' };
+    const b = { name: 'b' };
+    const items = [
+      { db: a, v: 1 },
+      { db: b, v: 2 },
+      { db: a, v: 3 },
+    ];
+    const writes: string[] = [];
+
+    const settled = await writeInGroups(
+      items,
+      (i) => i.db,
+      async (db, mine) => {
+        writes.push(`${db.name}:${mine.map((i) => i.v).join(',')}`);
+        if (db === b) throw new Error('closed');
+        return mine.map((i) => ({ status: 'fulfilled' as const, value: i.v * 10 }));
+      },
+    );
+
+    expect(writes).toEqual(['a:1,3', 'b:2']);
+    expect(settled).toEqual([
+      { status: 'fulfilled', value: 10 },
+      { status: 'rejected', reason: new Error('closed') },
+      { status: 'fulfilled', value: 30 },
+    ]);
   });
 });
