@@ -113,7 +113,7 @@ async function answerVisitor(
     ...(event.mid ? { instagram_mid: event.mid } : {}),
     attachments: event.attachments.map((a) => (a.url ? { type: a.type, url: a.url } : { type: a.type })),
   };
-  await d.recorder.record(t.db, {
+  const recordUserTurn = d.recorder.record(t.db, {
     agentId: t.agentId,
     userId: t.userId,
     chatId,
@@ -123,6 +123,7 @@ async function answerVisitor(
 
   const pausedUntil = conversation?.aiPausedUntil;
   if (pausedUntil && pausedUntil.getTime() > Date.now()) {
+    await recordUserTurn;
     d.logger.info(
       { pausedUntil },
       'AI paused for this thread (human takeover): turn stored, agent not asked',
@@ -130,17 +131,24 @@ async function answerVisitor(
     return 'done';
   }
 
-  if (!progress.agentReplies) {
-    const { chatId: answeredIn, replies } = await sessions.complete(
-      t,
-      chatId,
-      content,
-      conversation?.username,
-    );
-    progress.chatId = answeredIn;
-    progress.agentReplies = replies;
-    await ctx.saveProgress(progress);
+  if (progress.agentReplies) await recordUserTurn;
+  else {
+    // The agent is asked while the user turn is being recorded (neither needs the other; the reply is sent
+    // only once both are done). Its answer is journaled even when the recording failed, so the retry
+    // records the turn again and sends that answer, without asking the agent twice.
+    const [recorded, asked] = await Promise.allSettled([
+      recordUserTurn,
+      sessions.complete(t, chatId, content, conversation?.username),
+    ]);
+    if (asked.status === 'fulfilled') {
+      progress.chatId = asked.value.chatId;
+      progress.agentReplies = asked.value.replies;
+      await ctx.saveProgress(progress);
+    }
+    if (recorded.status === 'rejected') throw recorded.reason;
+    if (asked.status === 'rejected') throw asked.reason;
   }
+  const replies = progress.agentReplies!;
 
   await d.messaging.deliverAgentReplies(t.db, t.connection, {
     agentId: t.agentId,
@@ -148,7 +156,7 @@ async function answerVisitor(
     chatId: progress.chatId!,
     eventKey: stored.dedupeKey,
     threadKey: stored.threadKey,
-    replies: progress.agentReplies,
+    replies,
     username: conversation?.username,
   });
 
