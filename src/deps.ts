@@ -70,10 +70,11 @@ export function buildDeps(
     });
 
   const connectionRepo = new ConnectionRepo(secrets);
+  const registry = new AccountRegistry(platformDb);
   const connections = new ConnectionService({
     graph,
     connections: connectionRepo,
-    registry: new AccountRegistry(platformDb),
+    registry,
     platform,
     secrets,
     logger,
@@ -119,10 +120,23 @@ export function buildDeps(
     chatSessionTtlMs: inbound.chatSessionTtlMs,
     humanTakeoverMs: inbound.humanTakeoverMs,
   });
-  const worker = new InboundWorker(inbox, (stored, ctx) => handleInboundEvent(inbound, stored, ctx), logger, {
-    leaseMs: config.workerLeaseMs,
-    ...o.worker,
-  });
+  // Outbound notes live in each subaccount's database: swept in every one with a connected account.
+  const sweepOutbound = async (olderThan: Date) => {
+    let removed = 0;
+    const subaccountIds = new Set((await registry.owners()).map((owner) => owner.subaccountId));
+    for (const id of subaccountIds) {
+      const subaccount = await platform.findSubaccount(id);
+      if (subaccount) removed += await outbound.sweep(await platform.subaccountDb(subaccount), olderThan);
+    }
+    return removed;
+  };
+  const worker = new InboundWorker(
+    inbox,
+    (stored, ctx) => handleInboundEvent(inbound, stored, ctx),
+    logger,
+    { leaseMs: config.workerLeaseMs, ...o.worker },
+    [sweepOutbound],
+  );
   const webhooks = new WebhookService({
     connectionRepo,
     inbox,

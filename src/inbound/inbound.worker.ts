@@ -28,6 +28,8 @@ export interface HandlerContext {
   saveProgress(progress: Progress): Promise<void>;
 }
 export type EventHandler = (stored: StoredEvent, ctx: HandlerContext) => Promise<'done' | 'ignored'>;
+/** Deletes what is older than `olderThan` somewhere; resolves with how many documents it removed. */
+export type RetentionSweep = (olderThan: Date) => Promise<number>;
 
 /** A thread's pending events are read this many at a time. */
 const THREAD_BATCH = 16;
@@ -59,6 +61,8 @@ export class InboundWorker {
     private readonly handler: EventHandler,
     private readonly logger: Logger,
     opts: Partial<WorkerOptions> = {},
+    /** Swept with the handled events, with the same retention (the outbound notes of every tenant). */
+    private readonly sweeps: RetentionSweep[] = [],
   ) {
     this.opts = { ...DEFAULT_WORKER_OPTIONS, ...opts };
   }
@@ -220,7 +224,24 @@ export class InboundWorker {
   private async maybeSweep(): Promise<void> {
     if (Date.now() - this.lastSweep < 3_600_000) return;
     this.lastSweep = Date.now();
-    const removed = await this.inbox.sweep(new Date(Date.now() - this.opts.retentionMs));
-    if (removed) this.logger.info({ removed }, 'swept handled inbound events');
+    await this.sweep();
+  }
+
+  /**
+   * Retention, now (the worker does it hourly): handled events, and what the extra sweeps keep, older
+   * than `retentionMs` are deleted. A failing sweep is logged and does not stop the others.
+   */
+  async sweep(): Promise<number> {
+    const olderThan = new Date(Date.now() - this.opts.retentionMs);
+    let removed = 0;
+    for (const sweep of [(d: Date) => this.inbox.sweep(d), ...this.sweeps]) {
+      try {
+        removed += await sweep(olderThan);
+      } catch (err) {
+        this.logger.error({ err }, 'retention sweep failed');
+      }
+    }
+    if (removed) this.logger.info({ removed }, 'retention sweep');
+    return removed;
   }
 }

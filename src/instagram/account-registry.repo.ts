@@ -76,6 +76,11 @@ export class AccountRegistry {
     return res.modifiedCount === 1;
   }
 
+  /** Every connected (subaccount, agent), for platform-wide maintenance (retention sweeps). */
+  async owners(): Promise<AccountOwner[]> {
+    return (await this.model()).find({}, { _id: 0, subaccountId: 1, agentId: 1 }).lean<AccountOwner[]>();
+  }
+
   async release(accountId: string, owner: AccountOwner): Promise<void> {
     await (
       await this.model()

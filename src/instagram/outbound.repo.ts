@@ -36,6 +36,7 @@ const schema = new Schema<OutboundNote>(
   { collection: 'instagram_outbound', versionKey: false },
 );
 schema.index({ agentId: 1, userId: 1, status: 1, createdAt: -1 });
+schema.index({ createdAt: 1 }); // retention sweep
 
 /**
  * The Instagram message ids of what we sent, keyed `_id = agentId:mid`: recognising the echo of our own
@@ -45,6 +46,7 @@ const midSchema = new Schema<{ _id: string; at: Date }>(
   { _id: String, at: Date },
   { collection: 'instagram_outbound_mids', versionKey: false },
 );
+midSchema.index({ at: 1 }); // retention sweep
 const midId = (agentId: string, mid: string) => `${agentId}:${mid}`;
 
 /** How long an in-flight or uncertain send may still be matched to an echo by its text. */
@@ -199,6 +201,17 @@ export class OutboundRepo {
       this.noteSentHere(agentId, mid); // the claim completed the note
     }
     return Boolean(claimed);
+  }
+
+  /**
+   * Retention: notes and mids older than `olderThan` are deleted. Both are needed only while Meta may
+   * still echo or redeliver, and while a send may still be retried (minutes); kept as long as the handled
+   * events that deduplicate redeliveries.
+   */
+  async sweep(db: Connection, olderThan: Date): Promise<number> {
+    const notes = await (await this.notes(db)).deleteMany({ createdAt: { $lt: olderThan } });
+    const mids = await (await this.mids(db)).deleteMany({ at: { $lt: olderThan } });
+    return notes.deletedCount + mids.deletedCount;
   }
 
   async find(db: Connection, agentId: string, key: string): Promise<OutboundNote | undefined> {
