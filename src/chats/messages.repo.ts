@@ -210,41 +210,42 @@ async function upsertRacing<T>(op: () => Promise<T>): Promise<T> {
  * Process-wide group commits per head and per page: one document's updates run one at a time (FerretDB
  * does not apply an update atomically), and those that queued meanwhile go out as one. Every turn of an
  * agent goes through the agent stream's head and newest page, so with many users at once this turns n
- * queued updates into one.
+ * queued updates into one. (A batch is keyed by database name; its asks are written per connection.)
  */
-const headWrites = new KeyedGroupCommit<{ db: Connection; _id: string; count: number }, number>(
-  (_key, asks) =>
+function perStreamDoc<A extends { db: Connection; _id: string }, R>(
+  write: (streams: mongo.Collection<StreamDoc>, _id: string, asks: A[]) => Promise<R[]>,
+) {
+  return new KeyedGroupCommit<A, R>((_key, asks) =>
     writeInGroups(
       asks,
       (a) => a.db,
       async (db, mine) => {
-        const { _id } = mine[0]!;
-        const total = mine.reduce((sum, a) => sum + a.count, 0);
-        const heads = await streamCollection(db, _id);
-        const head = await upsertRacing(() =>
-          heads.findOneAndUpdate({ _id }, { $inc: { n: total } }, { upsert: true, returnDocument: 'after' }),
-        );
-        if (head?.n === undefined) throw new Error(`instagram_message_streams: ${_id} not returned`);
-        let last = head.n - total;
-        return mine.map((a) => ({ status: 'fulfilled', value: (last += a.count) }));
+        const _id = mine[0]!._id;
+        const results = await write(await streamCollection(db, _id), _id, mine);
+        return results.map((value) => ({ status: 'fulfilled', value }));
       },
     ),
+  );
+}
+const headWrites = perStreamDoc<{ db: Connection; _id: string; count: number }, number>(
+  async (heads, _id, asks) => {
+    const total = asks.reduce((sum, a) => sum + a.count, 0);
+    const head = await upsertRacing(() =>
+      heads.findOneAndUpdate({ _id }, { $inc: { n: total } }, { upsert: true, returnDocument: 'after' }),
+    );
+    if (head?.n === undefined) throw new Error(`instagram_message_streams: ${_id} not returned`);
+    let last = head.n - total;
+    return asks.map((a) => (last += a.count));
+  },
 );
-const pageWrites = new KeyedGroupCommit<{ db: Connection; _id: string; items: string[] }, void>(
-  (_key, adds) =>
-    writeInGroups(
-      adds,
-      (a) => a.db,
-      async (db, mine) => {
-        const { _id } = mine[0]!;
-        const items = [...new Set(mine.flatMap((a) => a.items))];
-        const pages = await streamCollection(db, _id);
-        await upsertRacing(() =>
-          pages.updateOne({ _id }, { $addToSet: { items: { $each: items } } }, { upsert: true }),
-        );
-        return mine.map(() => ({ status: 'fulfilled', value: undefined }));
-      },
-    ),
+const pageWrites = perStreamDoc<{ db: Connection; _id: string; items: string[] }, void>(
+  async (pages, _id, adds) => {
+    const items = [...new Set(adds.flatMap((a) => a.items))];
+    await upsertRacing(() =>
+      pages.updateOne({ _id }, { $addToSet: { items: { $each: items } } }, { upsert: true }),
+    );
+    return adds.map(() => undefined);
+  },
 );
 
 /**
