@@ -88,7 +88,8 @@ export interface HandledEvent {
  */
 export const HANDLED_SHARDS = 64;
 export const handledCollection = (i: number) => `instagram_inbound_handled_${i}`;
-const handledShard = (id: string) => shardOf(id, HANDLED_SHARDS);
+/** Which handled-events collection holds this key. */
+export const handledShard = (id: string) => shardOf(id, HANDLED_SHARDS);
 const handledSchemas = Array.from({ length: HANDLED_SHARDS }, (_, i) => {
   const s = new Schema<HandledEvent>(
     {

@@ -1,8 +1,7 @@
 import { startHarness, type Harness, type ConnectedAgent } from '../setup/harness';
 import { anInstagramDm } from '../factories/instagram';
 import { tenantDb } from '../factories/turns';
-import { shardOf } from '../../src/db/keys';
-import { HANDLED_SHARDS, handledCollection } from '../../src/inbound/inbound-event.repo';
+import { handledCollection, handledShard } from '../../src/inbound/inbound-event.repo';
 
 /**
  * Retention: what exists only to deduplicate Meta's redeliveries and recognise our own echoes (handled
@@ -35,7 +34,7 @@ test('when handled events, outbound notes and mids are older than the retention,
   const eightDaysAgo = new Date(Date.now() - 8 * DAY);
   const [handled] = await h.t.deps.inbox.handledWhere({ 'event.mid': oldDm.message!.mid });
   await h.t.platformDb
-    .collection(handledCollection(shardOf(handled!._id, HANDLED_SHARDS)))
+    .collection(handledCollection(handledShard(handled!._id)))
     .updateOne({ _id: handled!._id as never }, { $set: { doneAt: eightDaysAgo } });
   await notes.updateMany({ userId: old }, { $set: { createdAt: eightDaysAgo } });
   await mids.updateOne({ _id: midId(old) as never }, { $set: { at: eightDaysAgo } });
