@@ -74,7 +74,7 @@ async function main(): Promise<void> {
       continue;
     }
     log(`database: ${db.version} at ${db.uri}`);
-    const o: Opts = { ...baseOpts, serverUri: db.uri, log: (l) => log(`${kind} ${l}`) };
+    const o: Opts = { ...baseOpts, serverUri: db.uri, dbPid: db.pid, log: (l) => log(`${kind} ${l}`) };
     const before = earlier.find((r) => r.db === kind && r.scenarios);
     const scenarios: Record<string, Figures> = { ...before?.scenarios };
     const ranWith: Record<string, unknown> = { ...before?.ranWith };
@@ -152,6 +152,20 @@ function tableRows(s: Record<string, Figures>): Row[] {
         ratio: ratio(p99, f('intake', `baseline.c${c}.p99`)!),
         ...(c === 64 ? { target: 'p99 < 50 ms', met: p99.median < 50 } : {}),
       });
+      const cpu = (who: string) => {
+        const parts = ['server', 'database', 'bench'].map((r) =>
+          f('intake', `${who}.c${c}.cpuPerRequest.${r}`),
+        );
+        return parts.every(Boolean) ? parts.map((p) => Math.round(p!.median)).join(' / ') : undefined;
+      };
+      const [mine, bare] = [cpu('connector'), cpu('baseline')];
+      if (mine && bare)
+        rows.push({
+          scenario: 'intake',
+          figure: `c=${c} CPU µs per request: server / database / bench`,
+          value: mine,
+          baseline: bare,
+        });
     }
   }
   if (s.turns && !s.turns.error) {
@@ -180,6 +194,16 @@ function tableRows(s: Record<string, Figures>): Row[] {
             ? { target: 'throughput grows with users', met: ratio(t, one!) > 1.5 }
             : {}),
         });
+        const cpu = ['connector', 'database', 'bench'].map((r) =>
+          f('turns', `${mode}.u${u}.cpuPerTurn.${r}`),
+        );
+        const allows = f('turns', `${mode}.u${u}.cpuAllows`);
+        if (mode === 'instant' && cpu.every(Boolean) && allows)
+          rows.push({
+            scenario: 'turn (instant)',
+            figure: `${u} users: CPU ms per turn, connector / database / bench → turns/s the CPUs allow → least mean overhead`,
+            value: `${cpu.map((c) => c!.median).join(' / ')} → ${allows.median} turns/s → ${Math.round((u / allows.median) * 1000)} ms`,
+          });
       }
     }
   }

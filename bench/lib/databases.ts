@@ -20,6 +20,8 @@ export interface BenchDb {
   /** Server URI without a database name. */
   uri: string;
   version: string;
+  /** The server's process when the bench started it (not for `uri`): its CPU time is measured. */
+  pid?: number;
   stop(): Promise<void>;
 }
 
@@ -41,6 +43,7 @@ export async function startDb(kind: DbKind): Promise<BenchDb> {
       kind,
       uri: s.uri,
       version: `FerretDB ${FERRETDB_VERSION} (SQLite backend)`,
+      pid: s.pid,
       stop: async () => {
         await s.stop();
         fs.rmSync(dir, { recursive: true, force: true });
@@ -83,6 +86,7 @@ async function startMongoJava(): Promise<BenchDb> {
     kind: 'mongo-java',
     uri,
     version: `mongo-java-server ${v} (in-memory backend; reports MongoDB ${await serverVersion(uri)})`,
+    pid: child.pid,
     stop: () =>
       new Promise<void>((resolve) => {
         if (child.exitCode !== null) return resolve();

@@ -7,6 +7,8 @@ import { chatDocId } from '../../src/chats/chats.repo';
 import { MessagesRepo, type NewMessage } from '../../src/chats/messages.repo';
 import { HANDLED_SHARDS, handledCollection } from '../../src/inbound/inbound-event.repo';
 import http from 'node:http';
+import os from 'node:os';
+import { allowedPerSecond, cpuPerUnit, cpuSnapshot, type CpuRoles } from './cpu';
 
 /** The five scenarios of issue 7. Each returns its figures; a figure's `rounds` are the per-round values. */
 export interface Opts {
@@ -18,6 +20,8 @@ export interface Opts {
   soakEvents: number;
   soakBudgetMs: number;
   serverUri: string;
+  /** The database server's process, when the bench started it: its CPU per turn is reported. */
+  dbPid?: number;
   log(line: string): void;
 }
 
@@ -46,7 +50,9 @@ export async function intake(o: Opts, concurrencies = [1, 16, 64]): Promise<Figu
   return withWorld(o, 'intake', async (w) => {
     const c = await startConnector({ ...w.connectorEnv(), WORKER_ENABLED: 'false' });
     const b = await startBaseline(`${o.serverUri}/${w.dbName}_baseline`);
-    const out: Figures = { note: 'connector worker off: intake only (verify → parse → insertMany → 200)' };
+    const out: Figures = {
+      note: 'connector worker off: intake only (verify → parse → insertMany → 200); cpuPerRequest = CPU time per acknowledged request of the server under test, the database and the bench (load generator)',
+    };
     try {
       await w.connect(c.port);
       const spec =
@@ -56,23 +62,30 @@ export async function intake(o: Opts, concurrencies = [1, 16, 64]): Promise<Figu
           return { port: proc.port, path, method: 'POST', headers, body };
         };
       const targets = [
-        ['connector', spec(c, w.path('webhook'))],
-        ['baseline', spec(b, '/webhook')],
+        ['connector', spec(c, w.path('webhook')), c.pid],
+        ['baseline', spec(b, '/webhook'), b.pid],
       ] as const;
       for (const conc of concurrencies) {
-        const per: Record<string, { tput: number[]; p50: number[]; p99: number[]; failed: number }> = {};
+        const per: Record<
+          string,
+          { tput: number[]; p50: number[]; p99: number[]; failed: number; cpu: Record<string, number[]> }
+        > = {};
         for (const [name, next] of targets) {
-          per[name] = { tput: [], p50: [], p99: [], failed: 0 };
+          per[name] = { tput: [], p50: [], p99: [], failed: 0, cpu: {} };
           await closedLoop(conc, 1000, next); // warm-up
         }
         for (let r = 0; r < o.rounds; r++) {
-          for (const [name, next] of targets) {
+          for (const [name, next, pid] of targets) {
+            const roles: CpuRoles = { server: pid, database: o.dbPid, bench: 'self' };
+            const cpuBefore = cpuSnapshot(roles);
             const res = await closedLoop(conc, o.roundMs, next);
+            const cpu = cpuPerUnit(cpuBefore, cpuSnapshot(roles), res.ok);
             const s = summary(res.latenciesMs);
             per[name]!.tput.push((res.ok / res.elapsedMs) * 1000);
             per[name]!.p50.push(s.p50);
             per[name]!.p99.push(s.p99);
             per[name]!.failed += res.failed;
+            for (const [role, ms] of Object.entries(cpu)) (per[name]!.cpu[role] ??= []).push(ms * 1000);
           }
         }
         for (const [name, v] of Object.entries(per)) {
@@ -80,6 +93,8 @@ export async function intake(o: Opts, concurrencies = [1, 16, 64]): Promise<Figu
           out[`${name}.c${conc}.p50`] = figure(v.p50, 'ms');
           out[`${name}.c${conc}.p99`] = figure(v.p99, 'ms');
           out[`${name}.c${conc}.failed`] = v.failed;
+          for (const [role, us] of Object.entries(v.cpu))
+            out[`${name}.c${conc}.cpuPerRequest.${role}`] = figure(us, 'µs');
         }
         o.log(
           `intake c=${conc}: connector ${(out[`connector.c${conc}.throughput`] as Figure).median} req/s p99 ${(out[`connector.c${conc}.p99`] as Figure).median} ms; baseline ${(out[`baseline.c${conc}.throughput`] as Figure).median} req/s`,
@@ -100,8 +115,9 @@ export async function turns(o: Opts, userCounts = [1, 16, 64], delays = [0, 800]
     const c = await startConnector(w.connectorEnv());
     w.echoPorts = [c.port];
     const out: Figures = {
-      note: 'each user sends its next DM when the previous reply was sent; overhead = send − ack − agent delay; echoes delivered',
+      note: 'each user sends its next DM when the previous reply was sent; overhead = send − ack − agent delay; echoes delivered; cpuPerTurn = CPU time of each process per turn (bench = load generator + simulators), cpuAllows = turns/s the machine’s CPUs allow at that cost',
     };
+    const roles: CpuRoles = { connector: c.pid, database: o.dbPid, bench: 'self' };
     let base = 0;
     try {
       await w.connect(c.port);
@@ -112,6 +128,7 @@ export async function turns(o: Opts, userCounts = [1, 16, 64], delays = [0, 800]
           base += n;
           const oneRound = async (k: number) => {
             const started = Date.now();
+            const cpuBefore = cpuSnapshot(roles);
             const seqs: number[] = [];
             await Promise.all(
               users.map(async (u) => {
@@ -126,12 +143,14 @@ export async function turns(o: Opts, userCounts = [1, 16, 64], delays = [0, 800]
               const t = w.turns.get(s)!;
               return t.sentAt! - t.ackAt - delay;
             });
-            return { overhead, tput: (seqs.length / (Date.now() - started)) * 1000 };
+            const cpu = cpuPerUnit(cpuBefore, cpuSnapshot(roles), seqs.length);
+            return { overhead, tput: (seqs.length / (Date.now() - started)) * 1000, cpu };
           };
           const key = `${delay ? 'slow' : 'instant'}.u${n}`;
           const p50: number[] = [];
           const p99: number[] = [];
           const tput: number[] = [];
+          const cpu: Record<string, number[]> = {};
           try {
             await oneRound(1); // warm-up: creates each user's Retell chat
             for (let r = 0; r < o.rounds; r++) {
@@ -140,6 +159,7 @@ export async function turns(o: Opts, userCounts = [1, 16, 64], delays = [0, 800]
               p50.push(s.p50);
               p99.push(s.p99);
               tput.push(res.tput);
+              for (const [role, ms] of Object.entries(res.cpu)) (cpu[role] ??= []).push(ms);
             }
           } catch (err) {
             // A reply slower than the bound: reported, and the remaining user counts still measured.
@@ -150,8 +170,18 @@ export async function turns(o: Opts, userCounts = [1, 16, 64], delays = [0, 800]
           out[`${key}.overhead.p50`] = figure(p50, 'ms');
           out[`${key}.overhead.p99`] = figure(p99, 'ms');
           out[`${key}.throughput`] = figure(tput, 'turns/s');
+          for (const [role, ms] of Object.entries(cpu)) out[`${key}.cpuPerTurn.${role}`] = figure(ms, 'ms');
+          if (cpu.total)
+            out[`${key}.cpuAllows`] = figure(
+              cpu.total.map((ms) => allowedPerSecond(os.cpus().length, ms)),
+              'turns/s',
+            );
           o.log(
-            `turns ${key}: overhead p50 ${figure(p50, 'ms').median} p99 ${figure(p99, 'ms').median} ms, ${figure(tput, '').median} turns/s`,
+            `turns ${key}: overhead p50 ${figure(p50, 'ms').median} p99 ${figure(p99, 'ms').median} ms, ${figure(tput, '').median} turns/s; CPU ms per turn ${Object.entries(
+              cpu,
+            )
+              .map(([role, ms]) => `${role} ${figure(ms, '').median}`)
+              .join(', ')}`,
           );
         }
       }

@@ -106,6 +106,8 @@ async function waitForPort(port: number, child: ChildProcess, timeoutMs: number)
 export interface RunningServer {
   uri: string;
   kind: 'mongodb-memory-server' | 'ferretdb';
+  /** The server's process, where this process started it (the bench reads its CPU time). */
+  pid?: number;
   stop(): Promise<void>;
 }
 
@@ -139,6 +141,7 @@ export async function startFerretdb(bin: string, dataDir: string, port?: number)
   return {
     uri: `mongodb://127.0.0.1:${listen}`,
     kind: 'ferretdb',
+    pid: child.pid,
     stop: () =>
       new Promise<void>((resolve) => {
         if (child.exitCode !== null) return resolve();
