@@ -144,7 +144,7 @@ export function buildDeps(
     logger,
     metaAppSecret: config.metaAppSecret,
     requireSignature: config.nodeEnv === 'production' && !config.allowUnsignedWebhooks,
-    onStored: () => worker.notify(),
+    onStored: (threadKeys) => worker.notify(threadKeys),
   });
 
   return {

@@ -55,6 +55,14 @@ export class InboundWorker {
   private again = false;
   private timer: NodeJS.Timeout | undefined;
   private lastSweep = 0;
+  /**
+   * Threads in hand that this process's webhook stored something for since their pending events were
+   * last read. Their run reads again under the lease it holds, instead of releasing it for the next poll
+   * to claim again (three commands: release, poll, claim). A visitor often writes while the answer to
+   * their last message is still being recorded. Events stored through another process are found by the
+   * poll after the release, as before.
+   */
+  private readonly fresh = new Set<string>();
 
   constructor(
     private readonly inbox: InboxRepo,
@@ -82,9 +90,10 @@ export class InboundWorker {
     await Promise.allSettled([...this.active.values()]);
   }
 
-  /** Something was stored: look for work now rather than at the next poll. */
-  notify(): void {
+  /** Something was stored (for `threadKeys`, when known): look for work now rather than at the next poll. */
+  notify(threadKeys: Iterable<string> = []): void {
     if (!this.running) return;
+    for (const key of threadKeys) if (this.active.has(key)) this.fresh.add(key);
     if (this.ticking) {
       this.again = true;
       return;
@@ -131,7 +140,10 @@ export class InboundWorker {
       const run = this.runThread(threadKey)
         .catch((err: unknown) => this.logger.error({ err, threadKey }, 'thread run failed'))
         .finally(() => {
+          // Together, so that `fresh` only ever names threads in hand: what was stored for this one after
+          // its last read is found by the poll below.
           this.active.delete(threadKey);
+          this.fresh.delete(threadKey);
           this.notify();
         });
       this.active.set(threadKey, run);
@@ -154,9 +166,11 @@ export class InboundWorker {
     try {
       // The thread's pending events, oldest first, a batch at a time. One that is not due, or that is to be
       // retried later, holds back the ones after it (per-user order). Events stored while the batch is
-      // handled are found by the next poll: releasing the thread notifies the worker.
+      // handled are read next when this process stored them (`fresh`); otherwise the poll after the
+      // release finds them (releasing the thread notifies the worker).
       let more = true;
       while (more && !lost) {
+        this.fresh.delete(threadKey);
         const batch = await this.inbox.pendingOfThread(threadKey, THREAD_BATCH);
         more = batch.length === THREAD_BATCH;
         for (const next of batch) {
@@ -165,6 +179,7 @@ export class InboundWorker {
           if (lost) return;
           if (!(await this.handleOne(next))) return;
         }
+        more ||= this.fresh.has(threadKey);
       }
     } finally {
       clearInterval(heartbeat);

@@ -1,7 +1,7 @@
 import { AppError } from '../http/app-error';
 import type { Tenant } from '../http/tenant';
 import type { Logger } from '../lib/logger';
-import type { InboxRepo } from '../inbound/inbound-event.repo';
+import { threadKeyOf, type InboxRepo } from '../inbound/inbound-event.repo';
 import { parseWebhookPayload } from '../inbound/inbound-event';
 import type { ConnectionRepo } from './connection.repo';
 import type { OutboundRepo } from './outbound.repo';
@@ -15,8 +15,11 @@ export interface WebhookDeps {
   metaAppSecret: string | undefined;
   /** Production refuses unsigned webhooks unless this is set. */
   requireSignature: boolean;
-  /** Called after events are stored, so an in-process worker starts at once. */
-  onStored(): void;
+  /**
+   * Called after events are stored, with their threads (agent × Instagram user), so an in-process worker
+   * starts at once, and reads on under a lease it holds for one of them.
+   */
+  onStored(threadKeys: string[]): void;
 }
 
 /**
@@ -59,7 +62,8 @@ export class WebhookService {
     );
     const toStore = ours.filter((_, i) => !own[i]);
     const stored = await this.d.inbox.store(t.subaccount.id, t.agent.agentId, toStore);
-    if (stored > 0) this.d.onStored();
+    if (stored > 0)
+      this.d.onStored(toStore.map((e) => threadKeyOf(t.subaccount.id, t.agent.agentId, e.userId)));
     // Debug: every delivery already has its access-log line (status, timing); this adds the counts.
     this.d.logger.debug(
       {

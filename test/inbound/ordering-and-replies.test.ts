@@ -1,6 +1,7 @@
 import { startHarness, type Harness, type ConnectedAgent } from '../setup/harness';
 import { anInstagramDm } from '../factories/instagram';
 import { simMessages } from '../../src/simulators/retell.simulator';
+import { threadKeyOf } from '../../src/inbound/inbound-event.repo';
 
 let h: Harness;
 let a: ConnectedAgent;
@@ -43,6 +44,40 @@ describe('order', () => {
     ]);
     expect(new Set(mine.map((c) => c.chat_id)).size).toBe(1);
     expect(sentTo(visitor).map((s) => s.message.text)).toEqual(dms.map((_, i) => `Echo: message ${i + 1}`));
+  });
+
+  test('when a visitor writes again while their last message is being answered, then the worker reads on under the lease it holds', async () => {
+    const visitor = h.aVisitor();
+    const t0 = Date.now();
+    const [first, ...later] = [1, 2, 3].map((i) =>
+      anInstagramDm({ userId: visitor, accountId: a.accountId, text: `again ${i}`, timestamp: t0 + i }),
+    );
+    const thread = threadKeyOf(a.sub.id, a.agentId, visitor);
+    const deliverEcho = h.graph.onSend!;
+    const claims = jest.spyOn(h.t.deps.inbox, 'acquireLease');
+    let claimsOfThread: number;
+    // The visitor's next message arrives while the reply to the last one is being sent: the worker is
+    // still handling that event, under the thread's lease.
+    h.graph.onSend = async (sent, account) => {
+      await deliverEcho(sent, account);
+      const next = sent.recipientId === visitor ? later.shift() : undefined;
+      if (next) expect((await h.deliver(a, [next])).status).toBe(200);
+    };
+    try {
+      await h.deliver(a, [first!]);
+      await h.drain();
+    } finally {
+      h.graph.onSend = deliverEcho;
+      claimsOfThread = claims.mock.calls.filter(([key]) => key === thread).length;
+      claims.mockRestore();
+    }
+    expect(later).toHaveLength(0);
+    expect(sentTo(visitor).map((s) => s.message.text)).toEqual([
+      'Echo: again 1',
+      'Echo: again 2',
+      'Echo: again 3',
+    ]);
+    expect(claimsOfThread).toBe(1);
   });
 
   test('when Meta delivers a later message first, then they are still handled in timestamp order', async () => {
