@@ -149,6 +149,21 @@ export class InboxRepo {
     return modelOn(this.platformDb, 'InstagramThreadLease', leaseSchema);
   }
 
+  // The worker's commands go to the collections themselves: a handful of them run for every DM, and
+  // mongoose's query layer costs about as much CPU per command as the driver does (measured in
+  // docs/PERFORMANCE.md). The models above still create the indexes first.
+  private async pending() {
+    return (await this.events()).collection as unknown as mongo.Collection<StoredEvent>;
+  }
+
+  private async leaseCollection() {
+    return (await this.leases()).collection as unknown as mongo.Collection<LeaseDoc>;
+  }
+
+  private async handledCollectionOf(id: string) {
+    return (await this.handled(id)).collection as unknown as mongo.Collection<HandledEvent>;
+  }
+
   /**
    * Concurrent webhooks share one insert (group commit, see src/lib/group-commit.ts): FerretDB on SQLite
    * runs every write as a SQLite transaction, one at a time, so 64 deliveries at once were 64 inserts in a
@@ -222,11 +237,13 @@ export class InboxRepo {
 
   /** Threads with work due now, oldest first. */
   async dueThreads(limit: number, exclude: Set<string>): Promise<string[]> {
-    const Events = await this.events();
-    const rows = await Events.find({ status: 'pending', availableAt: { $lte: new Date() } }, { threadKey: 1 })
+    const rows = await (
+      await this.pending()
+    )
+      .find({ status: 'pending', availableAt: { $lte: new Date() } }, { projection: { threadKey: 1 } })
       .sort({ availableAt: 1 })
       .limit(limit * 4)
-      .lean();
+      .toArray();
     const out: string[] = [];
     for (const r of rows) if (!exclude.has(r.threadKey) && !out.includes(r.threadKey)) out.push(r.threadKey);
     return out.slice(0, limit);
@@ -234,20 +251,22 @@ export class InboxRepo {
 
   /** The oldest `limit` pending events of a thread (by Meta's timestamp), due or not. */
   async pendingOfThread(threadKey: string, limit: number): Promise<StoredEvent[]> {
-    const Events = await this.events();
-    return Events.find({ threadKey, status: 'pending' })
+    return (await this.pending())
+      .find({ threadKey, status: 'pending' })
       .sort({ 'event.timestamp': 1, _id: 1 })
       .limit(limit)
-      .lean<StoredEvent[]>();
+      .toArray();
   }
 
   async saveProgress(id: string, progress: Progress): Promise<void> {
-    await (await this.events()).updateOne({ _id: id }, { $set: { progress } });
+    await (await this.pending()).updateOne({ _id: id }, { $set: { progress } });
   }
 
   /** Was an event with this key handled already? (A redelivery that came after it was handled.) */
   async isHandled(id: string): Promise<boolean> {
-    return (await (await this.handled(id)).exists({ _id: id })) !== null;
+    return (
+      (await (await this.handledCollectionOf(id)).findOne({ _id: id }, { projection: { _id: 1 } })) !== null
+    );
   }
 
   /** Moves the event to the handled collections: its key and outcome, kept for deduplication. */
@@ -265,7 +284,7 @@ export class InboxRepo {
       doneAt: new Date(),
     };
     try {
-      await (await this.handled(stored._id)).collection.insertOne(kept as never);
+      await (await this.handledCollectionOf(stored._id)).insertOne(kept);
     } catch (err) {
       if (!isDuplicateKey(err)) throw err; // moved before a crash that left the pending copy behind
     }
@@ -273,17 +292,19 @@ export class InboxRepo {
   }
 
   async dropPending(id: string): Promise<void> {
-    await (await this.events()).deleteOne({ _id: id });
+    await (await this.pending()).deleteOne({ _id: id });
   }
 
   async retryLater(id: string, attempts: number, availableAt: Date, error: string): Promise<void> {
-    await (await this.events()).updateOne({ _id: id }, { $set: { attempts, availableAt, lastError: error } });
+    await (
+      await this.pending()
+    ).updateOne({ _id: id }, { $set: { attempts, availableAt, lastError: error } });
   }
 
   /** Given up on: stays in the inbox as `failed`, with its last error, for operators to see. */
   async fail(id: string, attempts: number, error: string): Promise<void> {
     await (
-      await this.events()
+      await this.pending()
     ).updateOne({ _id: id }, { $set: { status: 'failed', attempts, lastError: error, doneAt: new Date() } });
   }
 
@@ -292,7 +313,7 @@ export class InboxRepo {
     const now = new Date();
     try {
       const res = await (
-        await this.leases()
+        await this.leaseCollection()
       ).updateOne(
         { _id: threadKey, leaseUntil: { $lt: now } },
         { $set: { owner, leaseUntil: new Date(now.getTime() + ms) } },
@@ -308,7 +329,7 @@ export class InboxRepo {
   /** Extends a lease we still hold; false when it was lost (expired and taken by another worker). */
   async renewLease(threadKey: string, owner: string, ms: number): Promise<boolean> {
     const res = await (
-      await this.leases()
+      await this.leaseCollection()
     ).updateOne({ _id: threadKey, owner }, { $set: { leaseUntil: new Date(Date.now() + ms) } });
     return res.matchedCount === 1;
   }
@@ -319,12 +340,12 @@ export class InboxRepo {
    * collection, scan a handful of documents instead of one per thread ever seen.
    */
   async releaseLease(threadKey: string, owner: string): Promise<void> {
-    await (await this.leases()).deleteOne({ _id: threadKey, owner });
+    await (await this.leaseCollection()).deleteOne({ _id: threadKey, owner });
   }
 
   /** How many events wait (pending), for status and benchmarks. */
   async backlog(): Promise<number> {
-    return (await this.events()).countDocuments({ status: 'pending' });
+    return (await this.pending()).countDocuments({ status: 'pending' });
   }
 
   /** Retention: handled events older than `olderThan` are deleted (dedupe needs them only while Meta may redeliver). */
