@@ -171,12 +171,13 @@ export class ConversationsRepo {
     return modelOn(db, 'InstagramConversation', schema);
   }
 
+  private async rows(db: Connection) {
+    return (await this.model(db)).collection as unknown as mongo.Collection<ConversationDoc>;
+  }
+
   async get(db: Connection, agentId: string, userId: string): Promise<ConversationRow | undefined> {
-    const doc = await (
-      await this.model(db)
-    )
-      .findById(conversationId(agentId, userId))
-      .lean<ConversationDoc>();
+    // The collection itself (read for every DM: mongoose's query layer would double the CPU of the read).
+    const doc = await (await this.rows(db)).findOne({ _id: conversationId(agentId, userId) });
     return doc ? fromDoc(doc) : undefined;
   }
 
@@ -389,11 +390,7 @@ export class ConversationsRepo {
     const { agentId, userId } = written;
     await recencyWrites.run(`${db.name}\u0000${agentId}`, async () => {
       // Read again under the lock: a turn may have moved the user since this write.
-      const row = await (
-        await this.model(db)
-      )
-        .findById(conversationId(agentId, userId))
-        .lean<ConversationDoc>();
+      const row = await (await this.rows(db)).findOne({ _id: conversationId(agentId, userId) });
       if (row?.recencyPage === undefined) return;
       const pages = await this.recency(db);
       const head = await pages.findOne({ _id: headId(agentId) });
@@ -447,7 +444,7 @@ export class ConversationsRepo {
     update: { $inc?: Record<string, number> } & Record<string, unknown>,
     returnDocument: 'before' | 'after' = 'after',
   ): Promise<ConversationDoc> {
-    const c = (await this.model(db)).collection as unknown as mongo.Collection<ConversationDoc>;
+    const c = await this.rows(db);
     const _id = conversationId(agentId, userId);
     const versioned = { ...update, $inc: { ...update.$inc, v: 1 } };
     const op = async () => {
