@@ -2,11 +2,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startDb, type DbKind } from './lib/databases';
-import { intake, reads, scaleOut, soak, turns, type Figures, type Opts } from './lib/scenarios';
+import { commands, intake, reads, scaleOut, soak, turns, type Figures, type Opts } from './lib/scenarios';
 import { fmt, ratio, type Figure } from './lib/stats';
 
 /**
- * `npm run bench [-- --db=ferretdb,mongo-java|uri] [--quick] [--only=intake,turns,reads,soak,scale]
+ * `npm run bench [-- --db=ferretdb,mongo-java|uri] [--quick] [--only=intake,turns,reads,soak,scale,commands]
  *                 [--rounds=N] [--soak=EVENTS] [--soak-minutes=M] [--reads-turns=N]`
  *
  * Starts each database, the connector as its own process(es) (`node dist/main.js`), and the loopback Graph
@@ -24,7 +24,7 @@ const quick = args.has('quick');
 const dbs = (args.get('db') ?? (process.env.MONGODB_URI ? 'uri' : 'ferretdb,mongo-java')).split(
   ',',
 ) as DbKind[];
-const only = new Set((args.get('only') ?? 'intake,turns,reads,soak,scale').split(','));
+const only = new Set((args.get('only') ?? 'intake,turns,reads,soak,scale,commands').split(','));
 
 const baseOpts = {
   rounds: Number(args.get('rounds') ?? (quick ? 2 : 3)),
@@ -86,6 +86,7 @@ async function main(): Promise<void> {
         ['reads', reads],
         ['soak', soak],
         ['scale', scaleOut],
+        ['commands', commands],
       ] as const) {
         if (!only.has(name)) continue;
         const t0 = Date.now();
@@ -263,6 +264,21 @@ function tableRows(s: Record<string, Figures>): Row[] {
       target: 'true',
       met: s.scale['p1.turns.orderKept'] === true && s.scale['p2.turns.orderKept'] === true,
     });
+  }
+  if (s.commands && !s.commands.error) {
+    for (const op of ['findOneAndUpdate', 'updateOne', 'findOne']) {
+      const withTrace = f('commands', `mongoose.${op}+stackTrace.cpuPerCommand`);
+      const without = f('commands', `mongoose.${op}.cpuPerCommand`);
+      const driver = f('commands', `driver.${op}.cpuPerCommand`);
+      if (!withTrace || !without || !driver) continue;
+      rows.push({
+        scenario: 'commands (CPU of the calling process)',
+        figure: `${op}: mongoose with / without its stack trace`,
+        value: `${fmt(withTrace)} / ${fmt(without)}`,
+        baseline: `driver: ${fmt(driver)}`,
+        ratio: ratio(without, driver),
+      });
+    }
   }
   for (const [k, v] of Object.entries(s))
     if (v.error) rows.push({ scenario: k, figure: 'error', value: String(v.error) });

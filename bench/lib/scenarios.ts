@@ -7,6 +7,7 @@ import { chatDocId } from '../../src/chats/chats.repo';
 import { MessagesRepo, type NewMessage } from '../../src/chats/messages.repo';
 import { HANDLED_SHARDS, handledCollection } from '../../src/inbound/inbound-event.repo';
 import http from 'node:http';
+import mongoose, { Schema, mongo } from 'mongoose';
 import os from 'node:os';
 import { allowedPerSecond, cpuPerUnit, cpuSnapshot, type CpuRoles } from './cpu';
 
@@ -539,5 +540,61 @@ async function withProcs<T>(
     return await fn(ps);
   } finally {
     await Promise.all(ps.map((p) => p.stop()));
+  }
+}
+
+// 6. What one database command costs the connector's process ---------------------------------------------
+
+/**
+ * CPU time of this process per command, one command at a time by `_id`, through mongoose's query layer
+ * (with and without the stack trace it captures per query, `skipOriginalStackTraces`) and through the
+ * driver's collection directly: why the worker's per-DM commands use the collections themselves.
+ */
+export async function commands(o: Opts, n = 3000): Promise<Figures> {
+  const conn = await mongoose.createConnection(`${o.serverUri}/${dbName('commands')}`).asPromise();
+  const skipped = mongoose.get('skipOriginalStackTraces');
+  try {
+    const Model = conn.model('BenchCommand', new Schema({ _id: String, n: Number }, { versionKey: false }));
+    const coll = Model.collection as unknown as mongo.Collection<{ _id: string; n: number }>;
+    await coll.insertOne({ _id: 'a', n: 0 });
+    const ways: [string, () => Promise<unknown>][] = [
+      [
+        'mongoose.findOneAndUpdate',
+        () => Model.findOneAndUpdate({ _id: 'a' }, { $inc: { n: 1 } }, { new: true }).lean(),
+      ],
+      ['mongoose.updateOne', () => Model.updateOne({ _id: 'a' }, { $inc: { n: 1 } })],
+      ['mongoose.findOne', () => Model.findOne({ _id: 'a' }).lean()],
+      [
+        'driver.findOneAndUpdate',
+        () => coll.findOneAndUpdate({ _id: 'a' }, { $inc: { n: 1 } }, { returnDocument: 'after' }),
+      ],
+      ['driver.updateOne', () => coll.updateOne({ _id: 'a' }, { $inc: { n: 1 } })],
+      ['driver.findOne', () => coll.findOne({ _id: 'a' })],
+    ];
+    const out: Figures = {
+      note: `CPU time of the bench process per command (${n} commands one after another, by _id, after a warm-up); mongoose with its per-query stack trace (as by default) and without (skipOriginalStackTraces, as the connector runs)`,
+    };
+    for (const skip of [false, true]) {
+      mongoose.set('skipOriginalStackTraces', skip);
+      for (const [name, run] of ways) {
+        if (skip && name.startsWith('driver.')) continue; // the setting is mongoose's own
+        const perRound: number[] = [];
+        for (let r = 0; r < o.rounds; r++) {
+          for (let i = 0; i < n / 10; i++) await run();
+          const before = process.cpuUsage();
+          for (let i = 0; i < n; i++) await run();
+          const used = process.cpuUsage(before);
+          perRound.push((used.user + used.system) / n);
+        }
+        const key = name.startsWith('mongoose.') ? `${name}${skip ? '' : '+stackTrace'}` : name;
+        out[`${key}.cpuPerCommand`] = figure(perRound, 'µs');
+        o.log(`commands ${key}: ${figure(perRound, '').median} µs CPU per command`);
+      }
+    }
+    return out;
+  } finally {
+    mongoose.set('skipOriginalStackTraces', skipped);
+    await conn.dropDatabase().catch(() => undefined);
+    await conn.close();
   }
 }
