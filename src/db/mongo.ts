@@ -1,9 +1,9 @@
 import mongoose, { type Connection, type Model, type Schema } from 'mongoose';
 
 // Mongoose captures a stack trace (`new Error().stack`) on every query it executes, only to improve the
-// message of a "Query was already executed" error. That costs ~70 µs of CPU per query, about a tenth of
-// the connector's time per DM (bench/tmp-free measurement in docs/PERFORMANCE.md). Every connection of
-// this process is made on the default mongoose instance, so this one setting covers them all.
+// message of a "Query was already executed" error. That costs ~30–120 µs of CPU per query, on top of the
+// driver's ~190 (`npm run bench -- --only=commands`): a few ms per DM. Every connection of this process is
+// made on the default mongoose instance, so this one setting covers them all.
 mongoose.set('skipOriginalStackTraces', true);
 
 /** The platform database: the one named in the URI, `platform` when the URI names none. */
