@@ -11,7 +11,10 @@ import mongoose, { Schema, mongo } from 'mongoose';
 import os from 'node:os';
 import { allowedPerSecond, cpuPerUnit, cpuSnapshot, type CpuRoles } from './cpu';
 
-/** The five scenarios of issue 7. Each returns its figures; a figure's `rounds` are the per-round values. */
+/**
+ * The five scenarios of issue 7, and `commands` (what one database command costs the calling process).
+ * Each returns its figures; a figure's `rounds` are the per-round values.
+ */
 export interface Opts {
   rounds: number;
   roundMs: number;

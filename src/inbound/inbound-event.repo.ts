@@ -152,7 +152,7 @@ export class InboxRepo {
   // The worker's commands go to the collections themselves: a handful of them run for every DM, and
   // mongoose's query layer adds ~5–10 % of CPU per command over the driver's (`npm run bench --
   // --only=commands`). The models above still create the indexes first.
-  private async pending() {
+  private async eventCollection() {
     return (await this.events()).collection as unknown as mongo.Collection<StoredEvent>;
   }
 
@@ -206,11 +206,11 @@ export class InboxRepo {
    * the whole batch: its callers answer 5xx, and Meta's redelivery is deduplicated by `_id`.
    */
   private async insertBatch(docs: StoredEvent[]): Promise<PromiseSettledResult<boolean>[]> {
-    const Events = await this.events();
+    const events = await this.eventCollection();
     if (docs.length === 1) {
       // A lone delivery (the common case when traffic is light): the plain insert, lighter than a bulk write.
       try {
-        await Events.collection.insertOne(docs[0] as never);
+        await events.insertOne(docs[0]!);
         return [{ status: 'fulfilled', value: true }];
       } catch (err) {
         if (isDuplicateKey(err)) return [{ status: 'fulfilled', value: false }];
@@ -218,7 +218,7 @@ export class InboxRepo {
       }
     }
     try {
-      await Events.collection.insertMany(docs as never[], { ordered: false });
+      await events.insertMany(docs, { ordered: false });
       return docs.map(() => ({ status: 'fulfilled', value: true }));
     } catch (err) {
       if (!(err instanceof mongo.MongoBulkWriteError)) throw err;
@@ -238,7 +238,7 @@ export class InboxRepo {
   /** Threads with work due now, oldest first. */
   async dueThreads(limit: number, exclude: Set<string>): Promise<string[]> {
     const rows = await (
-      await this.pending()
+      await this.eventCollection()
     )
       .find({ status: 'pending', availableAt: { $lte: new Date() } }, { projection: { threadKey: 1 } })
       .sort({ availableAt: 1 })
@@ -251,7 +251,7 @@ export class InboxRepo {
 
   /** The oldest `limit` pending events of a thread (by Meta's timestamp), due or not. */
   async pendingOfThread(threadKey: string, limit: number): Promise<StoredEvent[]> {
-    return (await this.pending())
+    return (await this.eventCollection())
       .find({ threadKey, status: 'pending' })
       .sort({ 'event.timestamp': 1, _id: 1 })
       .limit(limit)
@@ -259,7 +259,7 @@ export class InboxRepo {
   }
 
   async saveProgress(id: string, progress: Progress): Promise<void> {
-    await (await this.pending()).updateOne({ _id: id }, { $set: { progress } });
+    await (await this.eventCollection()).updateOne({ _id: id }, { $set: { progress } });
   }
 
   /** Was an event with this key handled already? (A redelivery that came after it was handled.) */
@@ -292,19 +292,19 @@ export class InboxRepo {
   }
 
   async dropPending(id: string): Promise<void> {
-    await (await this.pending()).deleteOne({ _id: id });
+    await (await this.eventCollection()).deleteOne({ _id: id });
   }
 
   async retryLater(id: string, attempts: number, availableAt: Date, error: string): Promise<void> {
     await (
-      await this.pending()
+      await this.eventCollection()
     ).updateOne({ _id: id }, { $set: { attempts, availableAt, lastError: error } });
   }
 
   /** Given up on: stays in the inbox as `failed`, with its last error, for operators to see. */
   async fail(id: string, attempts: number, error: string): Promise<void> {
     await (
-      await this.pending()
+      await this.eventCollection()
     ).updateOne({ _id: id }, { $set: { status: 'failed', attempts, lastError: error, doneAt: new Date() } });
   }
 
@@ -345,7 +345,7 @@ export class InboxRepo {
 
   /** How many events wait (pending), for status and benchmarks. */
   async backlog(): Promise<number> {
-    return (await this.pending()).countDocuments({ status: 'pending' });
+    return (await this.eventCollection()).countDocuments({ status: 'pending' });
   }
 
   /** Retention: handled events older than `olderThan` are deleted (dedupe needs them only while Meta may redeliver). */
