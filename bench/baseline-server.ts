@@ -1,26 +1,134 @@
+import axios from 'axios';
+import crypto from 'node:crypto';
+import http from 'node:http';
 import express from 'express';
 import mongoose from 'mongoose';
+import Retell from 'retell-sdk';
 
 /**
- * The intake baseline: a bare Express endpoint on the same database doing one insertOne per request — the
- * least any durable intake can do. Run as its own process, like the connector, by bench/run.ts.
+ * The baselines: the least any implementation can do, on the same database and machine as the connector,
+ * in a process of its own like the connector (started by bench/lib/processes.ts).
+ *
+ * - `POST /webhook`, the intake baseline: one insertOne per request, then 200.
+ * - `POST /turns/webhook`, the turn baseline, when `BASELINE_RETELL_URL` is set: the work every DM needs
+ *   whatever the design, and nothing else. Check the signature; store each event (insert); 200; then, one
+ *   DM at a time per sender: the user turn `$push`ed to the sender's chat document, the Retell completion
+ *   (`retell-sdk`), each reply sent (`axios`, Graph `POST /me/messages`), the agent turns `$push`ed, the
+ *   event deleted. Four commands per DM and one per echo. It has no lease, retry, dedupe, reconciliation,
+ *   operator pause, listing index or conversation summary, and keeps the Retell chat ids in memory:
+ *   whatever an implementation of the issue adds, it adds on top of this.
  */
 async function main(): Promise<void> {
   const uri = process.env.BASELINE_MONGODB_URI!;
   const conn = await mongoose.createConnection(uri, { maxPoolSize: 50 }).asPromise();
   const events = conn.db!.collection('baseline_events');
   const app = express();
-  app.use(express.json({ limit: '1mb' }));
+  app.use(
+    express.json({
+      limit: '1mb',
+      verify: (req, _res, buf) => ((req as express.Request & { rawBody?: Buffer }).rawBody = buf),
+    }),
+  );
   app.post('/webhook', async (req, res) => {
     await events.insertOne({ body: req.body, receivedAt: new Date() });
     res.status(200).send('EVENT_RECEIVED');
   });
+  if (process.env.BASELINE_RETELL_URL) app.post('/turns/webhook', turnPipeline(conn));
   const server = app.listen(0, '127.0.0.1', () => {
     process.stdout.write(
       `${JSON.stringify({ msg: 'listening', port: (server.address() as { port: number }).port })}\n`,
     );
   });
   process.on('SIGTERM', () => server.close(() => void conn.close().then(() => process.exit(0))));
+}
+
+interface Messaging {
+  sender: { id: string };
+  recipient: { id: string };
+  timestamp: number;
+  message?: { mid: string; text?: string; is_echo?: boolean };
+}
+
+function turnPipeline(conn: mongoose.Connection): express.RequestHandler {
+  const env = (name: string) => process.env[name] ?? '';
+  const [secret, token, agentId] = [env('BASELINE_APP_SECRET'), env('BASELINE_TOKEN'), env('BASELINE_AGENT')];
+  const events = conn.db!.collection<{ _id: string; event: Messaging; receivedAt: Date }>(
+    'baseline_turn_events',
+  );
+  const chats = conn.db!.collection<{ _id: string; messages: object[]; message_count: number }>(
+    'baseline_chats',
+  );
+  const retell = new Retell({ apiKey: env('BASELINE_RETELL_KEY'), baseURL: env('BASELINE_RETELL_URL') });
+  const graph = axios.create({
+    baseURL: env('BASELINE_GRAPH_URL'),
+    headers: { Authorization: `Bearer ${token}` },
+    httpAgent: new http.Agent({ keepAlive: true }),
+  });
+  const chatOf = new Map<string, Promise<string>>(); // sender → Retell chat id
+  const queueOf = new Map<string, Promise<void>>(); // sender → the tail of its DMs being answered
+
+  const answer = async (e: Messaging): Promise<void> => {
+    const userId = e.sender.id;
+    let chat = chatOf.get(userId);
+    if (!chat) {
+      chat = retell.chat.create({ agent_id: agentId }).then(async (c) => {
+        await chats.insertOne({ _id: c.chat_id, messages: [], message_count: 0 });
+        return c.chat_id;
+      });
+      chatOf.set(userId, chat);
+    }
+    const chatId = await chat;
+    const push = (turn: object) =>
+      chats.updateOne({ _id: chatId }, { $push: { messages: turn }, $inc: { message_count: 1 } });
+    await push({ role: 'user', content: e.message!.text, instagram_mid: e.message!.mid });
+    const { messages } = await retell.chat.createChatCompletion({
+      chat_id: chatId,
+      content: e.message!.text!,
+    });
+    const sent: object[] = [];
+    for (const m of messages) {
+      if (m.role !== 'agent') continue;
+      const { data } = await graph.post<{ message_id: string }>(
+        `/${env('BASELINE_GRAPH_VERSION')}/me/messages`,
+        {
+          recipient: { id: userId },
+          message: { text: m.content },
+        },
+      );
+      sent.push({ role: 'agent', content: m.content, instagram_mid: data.message_id });
+    }
+    if (sent.length) await chats.updateOne({ _id: chatId }, { $push: { messages: { $each: sent } } });
+    await events.deleteOne({ _id: e.message!.mid });
+  };
+
+  return async (req, res) => {
+    const raw = (req as express.Request & { rawBody?: Buffer }).rawBody ?? Buffer.alloc(0);
+    const expected = Buffer.from(`sha256=${crypto.createHmac('sha256', secret).update(raw).digest('hex')}`);
+    const got = Buffer.from(String(req.headers['x-hub-signature-256'] ?? ''));
+    if (got.length !== expected.length || !crypto.timingSafeEqual(got, expected)) {
+      res.status(401).end();
+      return;
+    }
+    const body = req.body as { entry?: { messaging?: Messaging[] }[] };
+    const list = (body.entry ?? []).flatMap((en) => en.messaging ?? []).filter((e) => e.message?.mid);
+    await events.insertMany(
+      list.map((event) => ({ _id: event.message!.mid, event, receivedAt: new Date() })),
+      { ordered: false },
+    );
+    res.status(200).send('EVENT_RECEIVED');
+    for (const e of list) {
+      if (e.message!.is_echo) continue;
+      const tail = (queueOf.get(e.sender.id) ?? Promise.resolve()).then(() => answer(e));
+      const done = tail.catch((err: unknown) => {
+        const body = (err as { response?: { data?: unknown } }).response?.data;
+        process.stderr.write(`baseline turn failed: ${String(err)} ${JSON.stringify(body ?? '')}\n`);
+      });
+      queueOf.set(e.sender.id, done);
+      void done.then(() => {
+        if (queueOf.get(e.sender.id) === done) queueOf.delete(e.sender.id);
+      });
+    }
+  };
 }
 
 void main().catch((err: unknown) => {

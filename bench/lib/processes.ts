@@ -26,9 +26,11 @@ export async function startConnector(env: Record<string, string>): Promise<Proc>
   });
 }
 
-export async function startBaseline(uri: string): Promise<Proc> {
+/** bench/baseline-server.ts; `env` adds the turn baseline's settings (see there). */
+export async function startBaseline(uri: string, env: Record<string, string> = {}): Promise<Proc> {
   return startProc(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench', 'baseline-server.ts')], {
     BASELINE_MONGODB_URI: uri,
+    ...env,
   });
 }
 

@@ -117,28 +117,30 @@ export async function intake(o: Opts, concurrencies = [1, 16, 64]): Promise<Figu
 export async function turns(o: Opts, userCounts = [1, 16, 64], delays = [0, 800]): Promise<Figures> {
   return withWorld(o, 'turns', async (w) => {
     const c = await startConnector(w.connectorEnv());
-    w.echoPorts = [c.port];
     const out: Figures = {
-      note: 'each user sends its next DM when the previous reply was sent; overhead = send − ack − agent delay; echoes delivered; cpuPerTurn = CPU time of each process per turn (bench = load generator + simulators), cpuAllows = turns/s the machine’s CPUs allow at that cost',
+      note: 'each user sends its next DM when the previous reply was sent; overhead = send − ack − agent delay; echoes delivered; cpuPerTurn = CPU time of each process per turn (bench = load generator + simulators), cpuAllows = turns/s the machine’s CPUs allow at that cost; baseline.* = the same rounds against the turn baseline (bench/baseline-server.ts: the least any implementation does per DM), instant agent only',
     };
-    const roles: CpuRoles = { connector: c.pid, database: o.dbPid, bench: 'self' };
     let base = 0;
-    try {
-      await w.connect(c.port);
-      // Warm-up, not measured: a fresh connector process compiles its hot code while it runs, so the first
-      // user count measured (1 user) used to pay for that (p50 44 ms cold, 17 ms warm on mongo-java).
-      const warm = Array.from({ length: 16 }, (_, i) => w.visitor(base + i));
-      base += warm.length;
+    /** Fresh users for every measured count: each one's first DM creates its Retell chat. */
+    const usersFor = (n: number) => {
+      const users = Array.from({ length: n }, (_, i) => w.visitor(base + i));
+      base += n;
+      return users;
+    };
+    const measure = async (label: string, server: Proc, delays: number[]) => {
+      w.echoPorts = [server.port];
+      const roles: CpuRoles = { connector: server.pid, database: o.dbPid, bench: 'self' };
+      // Warm-up, not measured: a fresh process compiles its hot code while it runs, so the first user count
+      // measured (1 user) used to pay for that (p50 44 ms cold, 17 ms warm on mongo-java).
       await Promise.all(
-        warm.map(async (u) => {
-          for (let i = 0; i < 10; i++) await w.waitForReplies(await w.sendDms(c.port, u), 60_000);
+        usersFor(16).map(async (u) => {
+          for (let i = 0; i < 10; i++) await w.waitForReplies(await w.sendDms(server.port, u), 60_000);
         }),
       );
       for (const delay of delays) {
         w.retell.setDelay(delay);
         for (const n of userCounts) {
-          const users = Array.from({ length: n }, (_, i) => w.visitor(base + i));
-          base += n;
+          const users = usersFor(n);
           const oneRound = async (k: number) => {
             const started = Date.now();
             const cpuBefore = cpuSnapshot(roles);
@@ -146,7 +148,7 @@ export async function turns(o: Opts, userCounts = [1, 16, 64], delays = [0, 800]
             await Promise.all(
               users.map(async (u) => {
                 for (let i = 0; i < k; i++) {
-                  const [s] = await w.sendDms(c.port, u);
+                  const [s] = await w.sendDms(server.port, u);
                   seqs.push(s!);
                   await w.waitForReplies([s!], 60_000);
                 }
@@ -159,7 +161,7 @@ export async function turns(o: Opts, userCounts = [1, 16, 64], delays = [0, 800]
             const cpu = cpuPerUnit(cpuBefore, cpuSnapshot(roles), seqs.length);
             return { overhead, tput: (seqs.length / (Date.now() - started)) * 1000, cpu };
           };
-          const key = `${delay ? 'slow' : 'instant'}.u${n}`;
+          const key = `${label}${delay ? 'slow' : 'instant'}.u${n}`;
           const p50: number[] = [];
           const p99: number[] = [];
           const tput: number[] = [];
@@ -198,8 +200,28 @@ export async function turns(o: Opts, userCounts = [1, 16, 64], delays = [0, 800]
           );
         }
       }
+    };
+    try {
+      await w.connect(c.port);
+      await measure('', c, delays);
     } finally {
       await c.stop();
+    }
+    const b = await startBaseline(`${o.serverUri}/${w.dbName}_baseline`, {
+      BASELINE_RETELL_URL: w.retell.url,
+      BASELINE_RETELL_KEY: w.retell.apiKey,
+      BASELINE_GRAPH_URL: w.graph.instagramGraphUrl,
+      BASELINE_GRAPH_VERSION: w.graph.version,
+      BASELINE_TOKEN: w.token,
+      BASELINE_APP_SECRET: w.appSecret,
+      BASELINE_AGENT: w.agentId,
+    });
+    w.webhookPaths.set(b.port, '/turns/webhook');
+    try {
+      w.retell.setDelay(0);
+      await measure('baseline.', b, [0]);
+    } finally {
+      await b.stop();
     }
     return out;
   });

@@ -38,6 +38,8 @@ export class World {
   /** Where echoes are delivered (the connector ports, round-robin). */
   echoPorts: number[] = [];
   echoes = true;
+  /** A server whose webhook is not the connector's route (the turn baseline): its path, by port. */
+  readonly webhookPaths = new Map<number, string>();
   private seq = 0;
   private echoRr = 0;
   private waiters = new Set<() => void>();
@@ -172,7 +174,13 @@ export class World {
   async deliver(port: number, events: object[]) {
     const { body, headers } = this.signedBody(events);
     const send = () =>
-      request(this.agent, { port, path: this.path('webhook'), method: 'POST', headers, body });
+      request(this.agent, {
+        port,
+        path: this.webhookPaths.get(port) ?? this.path('webhook'),
+        method: 'POST',
+        headers,
+        body,
+      });
     // A kept-alive socket the server closed while idle fails once; Meta retries too (deliveries are idempotent).
     const res = await send().catch(() => send());
     if (res.status !== 200) throw new Error(`webhook answered ${res.status}: ${res.body.slice(0, 200)}`);
