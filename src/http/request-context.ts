@@ -19,8 +19,8 @@ export function requestContext(logger: Logger): RequestHandler[] {
   const http = pinoHttp({
     logger,
     genReqId: (_req, res) => String(res.getHeader('X-Request-Id')),
-    quietReqLogger: true,
-    customAttributeKeys: { reqId: 'reqId' },
+    // The request id reaches every line, this one included, through the logger's mixin (logContext);
+    // pino-http's own binding of it (quietReqLogger) wrote the key a second time.
     serializers: {
       // URL without the query string: hub.verify_token travels there.
       req: (req: { method: string; url: string }) => ({ method: req.method, path: req.url.split('?')[0] }),

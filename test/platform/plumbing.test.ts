@@ -116,3 +116,13 @@ test('when a request carries Authorization and a body with accessToken, then nei
   expect(all).not.toContain('IGAA-super-secret-token-value');
   expect(all).not.toContain('app-secret-value');
 });
+
+test('the access log line names its request id once, the id the response carries', async () => {
+  const res = await t.http().get('/healthz').set('X-Request-Id', 'req-access-line');
+  expect(res.headers['x-request-id']).toBe('req-access-line');
+  const line = t.logs.find((l) => l.includes('req-access-line') && l.includes('"statusCode"'));
+  expect(line).toBeDefined();
+  // A key written twice is valid-looking JSON that log pipelines read differently (first or last wins).
+  expect(line!.match(/"reqId":/g)).toHaveLength(1);
+  expect(JSON.parse(line!)).toMatchObject({ reqId: 'req-access-line', res: { statusCode: 200 } });
+});
