@@ -16,6 +16,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { setTimeout as delay } from 'node:timers/promises';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type Retell from 'retell-sdk';
@@ -110,6 +111,9 @@ export async function startRetellSimulator(opts: { apiKey?: string } = {}): Prom
   const failures = new Map<string, InjectedFailure[]>();
   const waiters = new Set<{ check: () => void; abandon: () => void }>();
   const closing = new AbortController();
+  // Every slow completion listens for the close on this one signal; more than ten at once is the load the
+  // bench puts on it, not a leak (the listeners go when their delay ends).
+  setMaxListeners(0, closing.signal);
   let reply: ReplyFn = echoReply;
   let completionDelayMs = 0;
 
