@@ -111,10 +111,11 @@ function turnPipeline(conn: mongoose.Connection): express.RequestHandler {
     }
     const body = req.body as { entry?: { messaging?: Messaging[] }[] };
     const list = (body.entry ?? []).flatMap((en) => en.messaging ?? []).filter((e) => e.message?.mid);
-    await events.insertMany(
-      list.map((event) => ({ _id: event.message!.mid, event, receivedAt: new Date() })),
-      { ordered: false },
-    );
+    if (list.length > 0)
+      await events.insertMany(
+        list.map((event) => ({ _id: event.message!.mid, event, receivedAt: new Date() })),
+        { ordered: false },
+      );
     res.status(200).send('EVENT_RECEIVED');
     for (const e of list) {
       if (e.message!.is_echo) continue;
