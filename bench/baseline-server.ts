@@ -10,13 +10,14 @@ import Retell from 'retell-sdk';
  * in a process of its own like the connector (started by bench/lib/processes.ts).
  *
  * - `POST /webhook`, the intake baseline: one insertOne per request, then 200.
- * - `POST /turns/webhook`, the turn baseline, when `BASELINE_RETELL_URL` is set: the work every DM needs
- *   whatever the design, and nothing else. Check the signature; store each event (insert); 200; then, one
- *   DM at a time per sender: the user turn `$push`ed to the sender's chat document, the Retell completion
- *   (`retell-sdk`), each reply sent (`axios`, Graph `POST /me/messages`), the agent turns `$push`ed, the
- *   event deleted. Four commands per DM and one per echo. It has no lease, retry, dedupe, reconciliation,
- *   operator pause, listing index or conversation summary, and keeps the Retell chat ids in memory:
- *   whatever an implementation of the issue adds, it adds on top of this.
+ * - `POST /turns/webhook`, the turn baseline, when `BASELINE_RETELL_URL` is set: a bare pipeline doing the
+ *   core of every DM and nothing else. Check the signature; store each DM (insert; its own echoes are
+ *   acknowledged, not stored); 200; then, one DM at a time per sender: the user turn `$push`ed to the
+ *   sender's chat document, the Retell completion (`retell-sdk`), each reply sent (`axios`, Graph
+ *   `POST /me/messages`), the agent turns `$push`ed, the event deleted. Four commands per DM. It has no
+ *   lease, retry, dedupe after the reply (the delete forgets the event), reconciliation, operator pause,
+ *   listing index or conversation summary, and keeps the Retell chat ids in memory. It is a yardstick for
+ *   what the machine allows, not a floor proven minimal: the two `$push`es could be one after the send.
  */
 async function main(): Promise<void> {
   const uri = process.env.BASELINE_MONGODB_URI!;
@@ -55,9 +56,12 @@ function turnPipeline(conn: mongoose.Connection): express.RequestHandler {
   const events = conn.db!.collection<{ _id: string; event: Messaging; receivedAt: Date }>(
     'baseline_turn_events',
   );
-  const chats = conn.db!.collection<{ _id: string; messages: object[]; message_count: number }>(
-    'baseline_chats',
-  );
+  const chats = conn.db!.collection<{
+    _id: string;
+    userId: string;
+    messages: object[];
+    message_count: number;
+  }>('baseline_chats');
   const retell = new Retell({ apiKey: env('BASELINE_RETELL_KEY'), baseURL: env('BASELINE_RETELL_URL') });
   const graph = axios.create({
     baseURL: env('BASELINE_GRAPH_URL'),
@@ -72,10 +76,11 @@ function turnPipeline(conn: mongoose.Connection): express.RequestHandler {
     let chat = chatOf.get(userId);
     if (!chat) {
       chat = retell.chat.create({ agent_id: agentId }).then(async (c) => {
-        await chats.insertOne({ _id: c.chat_id, messages: [], message_count: 0 });
+        await chats.insertOne({ _id: c.chat_id, userId, messages: [], message_count: 0 });
         return c.chat_id;
       });
       chatOf.set(userId, chat);
+      chat.catch(() => chatOf.delete(userId)); // the sender's next DM tries again
     }
     const chatId = await chat;
     const push = (turn: object) =>
@@ -97,8 +102,32 @@ function turnPipeline(conn: mongoose.Connection): express.RequestHandler {
       );
       sent.push({ role: 'agent', content: m.content, instagram_mid: data.message_id });
     }
-    if (sent.length) await chats.updateOne({ _id: chatId }, { $push: { messages: { $each: sent } } });
+    if (sent.length)
+      await chats.updateOne(
+        { _id: chatId },
+        { $push: { messages: { $each: sent } }, $inc: { message_count: sent.length } },
+      );
     await events.deleteOne({ _id: e.message!.mid });
+  };
+
+  /** Stores the events; those already stored (a redelivery) are left out of the result. */
+  const insertNew = async (list: Messaging[]): Promise<Messaging[]> => {
+    if (list.length === 0) return [];
+    try {
+      await events.insertMany(
+        list.map((event) => ({ _id: event.message!.mid, event, receivedAt: new Date() })),
+        { ordered: false },
+      );
+      return list;
+    } catch (err) {
+      const refused = [(err as { writeErrors?: unknown }).writeErrors ?? []].flat() as {
+        code?: number;
+        index: number;
+      }[];
+      if (refused.length === 0 || refused.some((w) => w.code !== 11000)) throw err;
+      const dup = new Set(refused.map((w) => w.index));
+      return list.filter((_, i) => !dup.has(i));
+    }
   };
 
   return async (req, res) => {
@@ -110,15 +139,13 @@ function turnPipeline(conn: mongoose.Connection): express.RequestHandler {
       return;
     }
     const body = req.body as { entry?: { messaging?: Messaging[] }[] };
-    const list = (body.entry ?? []).flatMap((en) => en.messaging ?? []).filter((e) => e.message?.mid);
-    if (list.length > 0)
-      await events.insertMany(
-        list.map((event) => ({ _id: event.message!.mid, event, receivedAt: new Date() })),
-        { ordered: false },
-      );
+    // Its own echoes (every echo in the bench) are acknowledged and not stored, as the connector does.
+    const list = (body.entry ?? [])
+      .flatMap((en) => en.messaging ?? [])
+      .filter((e) => e.message?.mid && !e.message.is_echo);
+    const fresh = await insertNew(list);
     res.status(200).send('EVENT_RECEIVED');
-    for (const e of list) {
-      if (e.message!.is_echo) continue;
+    for (const e of fresh) {
       const tail = (queueOf.get(e.sender.id) ?? Promise.resolve()).then(() => answer(e));
       const done = tail.catch((err: unknown) => {
         const body = (err as { response?: { data?: unknown } }).response?.data;
