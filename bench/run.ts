@@ -175,7 +175,7 @@ function tableRows(s: Record<string, Figures>): Row[] {
         f('turns', `baseline.instant.u${u}.${k}`),
       );
       if (!p50 || !p99 || !t) return undefined;
-      const cpu = ['connector', 'database', 'bench'].map((r) =>
+      const cpu = ['server', 'database', 'bench'].map((r) =>
         f('turns', `baseline.instant.u${u}.cpuPerTurn.${r}`),
       );
       const allows = f('turns', `baseline.instant.u${u}.cpuAllows`);
@@ -187,11 +187,26 @@ function tableRows(s: Record<string, Figures>): Row[] {
           cpu.every(Boolean) && allows ? `${cpu.map((c) => c!.median).join(' / ')} → ${allows.median}` : '',
       };
     };
+    const bareFailed = s.turns['baseline.error'];
+    if (bareFailed)
+      rows.push({
+        scenario: 'turn baseline',
+        figure: 'bare pipeline',
+        value: `did not finish: ${String(bareFailed)}`,
+      });
     for (const mode of ['instant', 'slow']) {
       const one = f('turns', `${mode}.u1.throughput`);
       for (const u of [1, 16, 64]) {
         const p99 = f('turns', `${mode}.u${u}.overhead.p99`);
         const t = f('turns', `${mode}.u${u}.throughput`);
+        const b = mode === 'instant' ? bare(u) : undefined;
+        const bareMissing = s.turns[`baseline.instant.u${u}.error`];
+        if (mode === 'instant' && bareMissing)
+          rows.push({
+            scenario: 'turn baseline (instant)',
+            figure: `${u} users`,
+            value: `did not finish: ${String(bareMissing)}`,
+          });
         const failed = s.turns[`${mode}.u${u}.error`];
         if (failed)
           rows.push({
@@ -207,11 +222,8 @@ function tableRows(s: Record<string, Figures>): Row[] {
           value: `${f('turns', `${mode}.u${u}.overhead.p50`)!.median} / ${fmt(p99)}; ${fmt(t)}`,
           // Instant: against the turn baseline (the least any implementation does per DM, same run);
           // with a slow agent: against 1 user, since throughput should grow with users.
-          ...(mode === 'instant' && bare(u)
-            ? {
-                baseline: `bare: ${bare(u)!.p50.median} / ${fmt(bare(u)!.p99)}; ${fmt(bare(u)!.t)}`,
-                ratio: ratio(p99, bare(u)!.p99),
-              }
+          ...(b
+            ? { baseline: `bare: ${b.p50.median} / ${fmt(b.p99)}; ${fmt(b.t)}`, ratio: ratio(p99, b.p99) }
             : {
                 baseline: one ? `1 user: ${one.median} turns/s` : undefined,
                 ratio: one ? ratio(t, one) : undefined,
@@ -230,7 +242,7 @@ function tableRows(s: Record<string, Figures>): Row[] {
             scenario: 'turn (instant)',
             figure: `${u} users: CPU ms per turn, connector / database / bench → turns/s the CPUs allow → least mean overhead`,
             value: `${cpu.map((c) => c!.median).join(' / ')} → ${allows.median} turns/s → ${Math.round((u / allows.median) * 1000)} ms`,
-            ...(bare(u)?.cpu ? { baseline: `bare: ${bare(u)!.cpu}` } : {}),
+            ...(b?.cpu ? { baseline: `bare: ${b.cpu}` } : {}),
           });
       }
     }

@@ -53,6 +53,10 @@ export class World {
   get dbUri() {
     return `${this.serverUri}/${this.dbName}`;
   }
+  /** Where the baselines (bench/baseline-server.ts) write. */
+  get baselineDbName() {
+    return `${this.dbName}_baseline`;
+  }
   get subDbName() {
     return `subaccount_${this.subaccountId}`;
   }
@@ -228,6 +232,10 @@ export class World {
     this.agent.destroy();
     await this.platformDb
       .useDb(this.subDbName)
+      .dropDatabase()
+      .catch(() => undefined);
+    await this.platformDb
+      .useDb(this.baselineDbName)
       .dropDatabase()
       .catch(() => undefined);
     await this.platformDb.dropDatabase().catch(() => undefined);
