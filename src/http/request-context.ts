@@ -19,8 +19,11 @@ export function requestContext(logger: Logger): RequestHandler[] {
   const http = pinoHttp({
     logger,
     genReqId: (_req, res) => String(res.getHeader('X-Request-Id')),
-    // The request id reaches every line, this one included, through the logger's mixin (logContext);
-    // pino-http's own binding of it (quietReqLogger) wrote the key a second time.
+    // The request id goes into the access line's own object, where the logger's mixin (logContext) merges
+    // into the same key: once per line (pino-http's quietReqLogger binding wrote it a second time), and
+    // present on an aborted request's line too, which is written outside the request's logContext.
+    customSuccessObject: (req, _res, val: object) => ({ ...val, reqId: req.id }),
+    customErrorObject: (req, _res, _err, val: object) => ({ ...val, reqId: req.id }),
     serializers: {
       // URL without the query string: hub.verify_token travels there.
       req: (req: { method: string; url: string }) => ({ method: req.method, path: req.url.split('?')[0] }),

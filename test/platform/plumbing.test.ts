@@ -1,4 +1,9 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Router } from 'express';
+import { createApp } from '../../src/app';
 import { startTestApp, type TestApp } from '../setup/app';
+import { waitFor } from '../setup/wait-for';
 import { aSubaccount, anAgent, igPath } from '../factories/platform';
 import { adminOf, superAdmin } from '../setup/tokens';
 import type { Platform } from '../../src/platform/platform';
@@ -125,4 +130,27 @@ test('the access log line names its request id once, the id the response carries
   // A key written twice is valid-looking JSON that log pipelines read differently (first or last wins).
   expect(line!.match(/"reqId":/g)).toHaveLength(1);
   expect(JSON.parse(line!)).toMatchObject({ reqId: 'req-access-line', res: { statusCode: 200 } });
+});
+
+test('when the client goes away before the answer, then the access line still names the request id', async () => {
+  // A route that never answers, on the real app: the client gives up and the line says "request aborted".
+  let reached = false;
+  const hang = Router().get('/test-hang', () => void (reached = true));
+  const server = http.createServer(createApp(t.deps, [hang]));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const { port } = server.address() as AddressInfo;
+    const req = http.get({ port, path: '/test-hang', headers: { 'X-Request-Id': 'req-gone-away' } });
+    req.on('error', () => undefined);
+    await waitFor('the request to reach the route', () => reached);
+    req.destroy();
+    const aborted = () => t.logs.find((l) => l.includes('req-gone-away') && l.includes('request aborted'));
+    await waitFor('the aborted request to be logged', () => aborted() !== undefined);
+    const line = aborted()!;
+    expect(line.match(/"reqId":/g)).toHaveLength(1);
+    expect(JSON.parse(line)).toMatchObject({ reqId: 'req-gone-away', req: { path: '/test-hang' } });
+  } finally {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
 });
