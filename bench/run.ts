@@ -247,6 +247,24 @@ function tableRows(s: Record<string, Figures>): Row[] {
       }
     }
   }
+  if (s.turns && !s.turns.error) {
+    const commands = f('turns', 'commandsPerDm');
+    if (commands) {
+      const bareCommands = f('turns', 'baseline.commandsPerDm');
+      const largest = Object.entries((s.turns['commandsPerDm.byCommand'] ?? {}) as Record<string, number>)
+        .slice(0, 6)
+        .map(([k, n]) => `${k} ${n}`)
+        .join(', ');
+      rows.push({
+        scenario: 'turn (1 user, 20 DMs in a row)',
+        figure: 'database commands per DM, on the wire (largest kinds)',
+        value: `${commands.median} (${largest})`,
+        ...(bareCommands
+          ? { baseline: `bare: ${bareCommands.median}`, ratio: ratio(commands, bareCommands) }
+          : {}),
+      });
+    }
+  }
   if (s.reads && !s.reads.error) {
     for (const k of ['messages', 'messagesOfUser', 'conversations']) {
       const p99 = f('reads', `${k}.p99`)!;

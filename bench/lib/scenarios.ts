@@ -10,6 +10,7 @@ import http from 'node:http';
 import mongoose, { Schema, mongo } from 'mongoose';
 import os from 'node:os';
 import { allowedPerSecond, cpuPerUnit, cpuSnapshot, type CpuRoles } from './cpu';
+import { countsPer, startCommandCounter } from './command-counter';
 
 /**
  * The five scenarios of issue 7, and `commands` (what one database command costs the calling process).
@@ -118,7 +119,7 @@ export async function turns(o: Opts, userCounts = [1, 16, 64], delays = [0, 800]
   return withWorld(o, 'turns', async (w) => {
     const c = await startConnector(w.connectorEnv());
     const out: Figures = {
-      note: 'each user sends its next DM when the previous reply was sent; overhead = send − ack − agent delay; echoes delivered; cpuPerTurn = CPU time of each process per turn (bench = load generator + simulators), cpuAllows = turns/s the machine’s CPUs allow at that cost; baseline.* = the same rounds against the turn baseline (bench/baseline-server.ts: the least any implementation does per DM), instant agent only',
+      note: 'each user sends its next DM when the previous reply was sent; overhead = send − ack − agent delay; echoes delivered; cpuPerTurn = CPU time of each process per turn (bench = load generator + simulators), cpuAllows = turns/s the machine’s CPUs allow at that cost; baseline.* = the same rounds against the turn baseline (bench/baseline-server.ts: a bare pipeline doing the core of every DM), instant agent only; commandsPerDm = database commands per DM on the wire (1 user, DMs in a row, a pass of its own)',
     };
     let base = 0;
     /** Fresh users for every measured count: each one's first DM creates its Retell chat. */
@@ -213,10 +214,8 @@ export async function turns(o: Opts, userCounts = [1, 16, 64], delays = [0, 800]
     } finally {
       await c.stop();
     }
-    // The baseline runs second, on a database server that holds the connector's data by then (in a
-    // database of its own). A failure there is recorded beside the connector's figures, not instead of them.
-    try {
-      const b = await startBaseline(`${o.serverUri}/${w.baselineDbName}`, {
+    const startBare = async (serverUri: string) => {
+      const b = await startBaseline(`${serverUri}/${w.baselineDbName}`, {
         BASELINE_RETELL_URL: w.retell.url,
         BASELINE_RETELL_KEY: w.retell.apiKey,
         BASELINE_GRAPH_URL: w.graph.instagramGraphUrl,
@@ -226,6 +225,12 @@ export async function turns(o: Opts, userCounts = [1, 16, 64], delays = [0, 800]
         BASELINE_AGENT: w.agentId,
       });
       w.webhookPaths.set(b.port, '/turns/webhook');
+      return b;
+    };
+    // The baseline runs second, on a database server that holds the connector's data by then (in a
+    // database of its own). A failure there is recorded beside the connector's figures, not instead of them.
+    try {
+      const b = await startBare(o.serverUri);
       try {
         await measure('baseline.', b, [0]);
       } finally {
@@ -234,6 +239,50 @@ export async function turns(o: Opts, userCounts = [1, 16, 64], delays = [0, 800]
     } catch (err) {
       out['baseline.error'] = (err as Error).message;
       o.log(`turns baseline: ${(err as Error).message}`);
+    }
+    // Commands per DM, counted on the wire in a pass of its own (the relay costs CPU and adds a hop): one
+    // user, DMs in a row, each answered before the next, after a warm-up; a fresh process of each kind.
+    if (/^mongodb:\/\/[^/@,?]+:\d+\/?$/.test(o.serverUri)) {
+      const count = async (label: string, start: (serverUri: string) => Promise<Proc>) => {
+        const counter = await startCommandCounter(o.serverUri);
+        try {
+          const server = await start(counter.uri);
+          w.echoPorts = [server.port];
+          try {
+            const [u] = usersFor(1);
+            const dms = async (n: number) => {
+              for (let i = 0; i < n; i++) await w.waitForReplies(await w.sendDms(server.port, u!), 60_000);
+              await sleep(300); // the last DM's bookkeeping after its reply
+            };
+            w.retell.setDelay(0);
+            // The warm-up of the timed passes: a process creates each (sharded) collection it first
+            // touches, once; those `create`s are left out of the total below.
+            await Promise.all(
+              usersFor(16).map(async (v) => {
+                for (let i = 0; i < 10; i++) await w.waitForReplies(await w.sendDms(server.port, v), 60_000);
+              }),
+            );
+            await dms(1);
+            const before = counter.counts();
+            await dms(20);
+            const per = countsPer(before, counter.counts(), 20);
+            out[`${label}commandsPerDm`] = figure([per.steady], 'commands');
+            out[`${label}commandsPerDm.byCommand`] = per.byCommand;
+            o.log(`turns ${label}commandsPerDm: ${per.steady} (${per.total} with one-time creates)`);
+          } finally {
+            await server.stop();
+          }
+        } finally {
+          await counter.close();
+        }
+      };
+      try {
+        await count('', (uri) => startConnector({ ...w.connectorEnv(), MONGODB_URI: `${uri}/${w.dbName}` }));
+        await count('baseline.', startBare);
+      } catch (err) {
+        out['commandsPerDm.error'] = (err as Error).message;
+        o.log(`turns commandsPerDm: ${(err as Error).message}`);
+      }
     }
     return out;
   });
