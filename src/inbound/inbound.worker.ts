@@ -90,10 +90,21 @@ export class InboundWorker {
     await Promise.allSettled([...this.active.values()]);
   }
 
-  /** Something was stored (for `threadKeys`, when known): look for work now rather than at the next poll. */
+  /**
+   * Something was stored (for `threadKeys`, when known): look for work now rather than at the next poll.
+   * When every thread named is in hand, there is nothing to claim: each reads on under its lease, and a
+   * thread that is finishing polls as it releases (see `tick`), so no poll is spent here.
+   */
   notify(threadKeys: Iterable<string> = []): void {
     if (!this.running) return;
-    for (const key of threadKeys) if (this.active.has(key)) this.fresh.add(key);
+    let allInHand = true;
+    let any = false;
+    for (const key of threadKeys) {
+      any = true;
+      if (this.active.has(key)) this.fresh.add(key);
+      else allInHand = false;
+    }
+    if (any && allInHand) return;
     if (this.ticking) {
       this.again = true;
       return;

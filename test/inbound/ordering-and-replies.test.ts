@@ -46,7 +46,7 @@ describe('order', () => {
     expect(sentTo(visitor).map((s) => s.message.text)).toEqual(dms.map((_, i) => `Echo: message ${i + 1}`));
   });
 
-  test('when a visitor writes again while their last message is being answered, then the worker reads on under the lease it holds', async () => {
+  test('when a visitor writes again while their last message is being answered, then the worker reads on under the lease it holds, without polling', async () => {
     const visitor = h.aVisitor();
     const t0 = Date.now();
     const [first, ...later] = [1, 2, 3].map((i) =>
@@ -55,13 +55,20 @@ describe('order', () => {
     const thread = threadKeyOf(a.sub.id, a.agentId, visitor);
     const deliverEcho = h.graph.onSend!;
     const claims = jest.spyOn(h.t.deps.inbox, 'acquireLease');
+    const polls = jest.spyOn(h.t.deps.inbox, 'dueThreads');
     let claimsOfThread: number;
+    let pollsWhileInHand = 0;
     // The visitor's next message arrives while the reply to the last one is being sent: the worker is
     // still handling that event, under the thread's lease.
     h.graph.onSend = async (sent, account) => {
       await deliverEcho(sent, account);
       const next = sent.recipientId === visitor ? later.shift() : undefined;
-      if (next) expect((await h.deliver(a, [next])).status).toBe(200);
+      if (next) {
+        const before = polls.mock.calls.length;
+        expect((await h.deliver(a, [next])).status).toBe(200);
+        await new Promise((resolve) => setTimeout(resolve, 20)); // a poll the delivery set off has begun by now
+        pollsWhileInHand += polls.mock.calls.length - before;
+      }
     };
     try {
       await h.deliver(a, [first!]);
@@ -70,6 +77,7 @@ describe('order', () => {
       h.graph.onSend = deliverEcho;
       claimsOfThread = claims.mock.calls.filter(([key]) => key === thread).length;
       claims.mockRestore();
+      polls.mockRestore();
     }
     expect(later).toHaveLength(0);
     expect(sentTo(visitor).map((s) => s.message.text)).toEqual([
@@ -78,6 +86,8 @@ describe('order', () => {
       'Echo: again 3',
     ]);
     expect(claimsOfThread).toBe(1);
+    // Nothing to claim while the only thread named is in hand: no poll of the inbox for it.
+    expect(pollsWhileInHand).toBe(0);
   });
 
   test('when Meta delivers a later message first, then they are still handled in timestamp order', async () => {
