@@ -40,11 +40,19 @@ export async function startCommandCounter(serverUri: string): Promise<CommandCou
     const upstream = net.connect(Number(target.port), target.hostname);
     sockets.add(client).add(upstream);
     let pending: Buffer = Buffer.alloc(0);
+    let lost = false;
     client.on('data', (chunk: Buffer) => {
       upstream.write(chunk);
+      if (lost) return;
       pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
       while (pending.length >= 4 && pending.length >= pending.readInt32LE(0)) {
         const size = pending.readInt32LE(0);
+        if (size < 16) {
+          // Not the wire protocol as read here: stop counting this connection (its bytes still pass).
+          lost = true;
+          counts.set('unreadable connection', (counts.get('unreadable connection') ?? 0) + 1);
+          return;
+        }
         const key = commandOf(pending.subarray(0, size));
         if (key) counts.set(key, (counts.get(key) ?? 0) + 1);
         pending = pending.subarray(size);
@@ -73,7 +81,10 @@ export async function startCommandCounter(serverUri: string): Promise<CommandCou
 
 /** `<command> <collection>` of one wire message, or undefined for anything that is not an application command. */
 function commandOf(msg: Buffer): string | undefined {
-  if (msg.length < 27 || msg.readInt32LE(12) !== OP_MSG || msg[20] !== 0) return undefined;
+  // Anything else (OP_COMPRESSED, a first section of kind 1) is counted by its kind, never dropped.
+  const opCode = msg.readInt32LE(12);
+  if (opCode !== OP_MSG) return `opcode ${opCode}`;
+  if (msg.length < 27 || msg[20] !== 0) return 'OP_MSG without a command document first';
   // The command document starts at 21 (after the header, flagBits and the section kind): its int32
   // length, then the first element: a type byte, the name as a C string, the value.
   const type = msg[25];

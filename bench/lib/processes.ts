@@ -45,6 +45,8 @@ async function startProc(cmd: string, args: string[], env: Record<string, string
     stdio: ['ignore', fd, fd],
   });
   fs.closeSync(fd);
+  let spawnError: Error | undefined;
+  child.once('error', (err) => (spawnError = err));
   // A bench that ends early (an error, a failed start) leaves no server of its own running behind it.
   const orphan = () => child.kill('SIGKILL');
   process.once('exit', orphan);
@@ -52,8 +54,10 @@ async function startProc(cmd: string, args: string[], env: Record<string, string
   const deadline = Date.now() + 60_000;
   let port = 0;
   while (!port) {
-    if (child.exitCode !== null)
-      throw new Error(`process exited: ${fs.readFileSync(logFile, 'utf8').slice(-2000)}`);
+    if (child.exitCode !== null || child.signalCode !== null || spawnError)
+      throw new Error(
+        `process exited: ${String(spawnError ?? '')} ${fs.readFileSync(logFile, 'utf8').slice(-2000)}`,
+      );
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
       throw new Error(`process did not listen: ${fs.readFileSync(logFile, 'utf8').slice(-2000)}`);

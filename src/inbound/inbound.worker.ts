@@ -93,7 +93,8 @@ export class InboundWorker {
   /**
    * Something was stored (for `threadKeys`, when known): look for work now rather than at the next poll.
    * When every thread named is in hand, there is nothing to claim: each reads on under its lease, and a
-   * thread that is finishing polls as it releases (see `tick`), so no poll is spent here.
+   * thread that is finishing polls as it releases (see `tick`), so no poll is spent here. (Other work that
+   * comes due meanwhile, a retry or an event stored by another process, waits for the next poll.)
    */
   notify(threadKeys: Iterable<string> = []): void {
     if (!this.running) return;

@@ -66,7 +66,7 @@ describe('order', () => {
       if (next) {
         const before = polls.mock.calls.length;
         expect((await h.deliver(a, [next])).status).toBe(200);
-        await new Promise((resolve) => setTimeout(resolve, 20)); // a poll the delivery set off has begun by now
+        await new Promise((resolve) => setTimeout(resolve, 20)); // a poll it set off would start within microtasks
         pollsWhileInHand += polls.mock.calls.length - before;
       }
     };
