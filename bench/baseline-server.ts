@@ -4,6 +4,7 @@ import http from 'node:http';
 import express from 'express';
 import mongoose from 'mongoose';
 import Retell from 'retell-sdk';
+import { insertManyRefused } from '../src/db/mongo';
 
 /**
  * The baselines: the least any implementation can do, on the same database and machine as the connector,
@@ -113,21 +114,9 @@ function turnPipeline(conn: mongoose.Connection): express.RequestHandler {
   /** Stores the events; those already stored (a redelivery) are left out of the result. */
   const insertNew = async (list: Messaging[]): Promise<Messaging[]> => {
     if (list.length === 0) return [];
-    try {
-      await events.insertMany(
-        list.map((event) => ({ _id: event.message!.mid, event, receivedAt: new Date() })),
-        { ordered: false },
-      );
-      return list;
-    } catch (err) {
-      const refused = [(err as { writeErrors?: unknown }).writeErrors ?? []].flat() as {
-        code?: number;
-        index: number;
-      }[];
-      if (refused.length === 0 || refused.some((w) => w.code !== 11000)) throw err;
-      const dup = new Set(refused.map((w) => w.index));
-      return list.filter((_, i) => !dup.has(i));
-    }
+    const docs = list.map((event) => ({ _id: event.message!.mid, event, receivedAt: new Date() }));
+    const refused = new Set(await insertManyRefused(events, docs));
+    return list.filter((_, i) => !refused.has(i));
   };
 
   return async (req, res) => {

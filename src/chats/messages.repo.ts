@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import { Schema, type Connection, type mongo } from 'mongoose';
 import { shardOf } from '../db/keys';
-import { isDuplicateKey, modelOn } from '../db/mongo';
+import { insertManyRefused, isDuplicateKey, modelOn } from '../db/mongo';
 import { KeyedGroupCommit, writeInGroups } from '../lib/group-commit';
 import type { TurnRole } from './chats.repo';
 
@@ -473,22 +473,6 @@ const streamsOf = (r: MessageRow): [string, number][] => [
   [L.agentStream(r.agentId), r.seq.all],
   [L.userStream(r.agentId, r.userId), r.seq.user],
 ];
-
-/** `insertMany` (unordered) of documents that may exist: the indexes of those refused as duplicates. */
-async function insertManyRefused<T extends { _id: string }>(
-  c: mongo.Collection<T>,
-  docs: T[],
-): Promise<number[]> {
-  try {
-    await c.insertMany(docs as never[], { ordered: false });
-    return [];
-  } catch (err) {
-    const refused = (err as { writeErrors?: unknown }).writeErrors;
-    const writeErrors = [refused ?? []].flat() as { code?: number; index: number }[];
-    if (writeErrors.length === 0 || writeErrors.some((e) => e.code !== 11000)) throw err;
-    return writeErrors.map((e) => e.index);
-  }
-}
 
 async function forEachLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let at = 0;

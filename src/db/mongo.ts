@@ -1,4 +1,4 @@
-import mongoose, { type Connection, type Model, type Schema } from 'mongoose';
+import mongoose, { type Connection, type Model, type Schema, type mongo } from 'mongoose';
 
 // Mongoose captures a stack trace (`new Error().stack`) on every query it executes, only to improve the
 // message of a "Query was already executed" error. That costs ~30–120 µs of CPU per query, on top of the
@@ -39,3 +39,19 @@ export async function modelOn<T>(conn: Connection, name: string, schema: Schema<
 /** The server refused a write because a unique index (or `_id`) already holds the key: E11000. */
 export const isDuplicateKey = (err: unknown): boolean =>
   (err as { code?: number } | undefined)?.code === 11000;
+
+/** `insertMany` (unordered) of documents that may exist: the indexes of those refused as duplicates. */
+export async function insertManyRefused<T extends { _id: string }>(
+  c: mongo.Collection<T>,
+  docs: T[],
+): Promise<number[]> {
+  try {
+    await c.insertMany(docs as never[], { ordered: false });
+    return [];
+  } catch (err) {
+    const refused = (err as { writeErrors?: unknown }).writeErrors;
+    const writeErrors = [refused ?? []].flat() as { code?: number; index: number }[];
+    if (writeErrors.length === 0 || !writeErrors.every(isDuplicateKey)) throw err;
+    return writeErrors.map((e) => e.index);
+  }
+}
