@@ -128,6 +128,19 @@ export async function turns(o: Opts, userCounts = [1, 16, 64], delays = [0, 800]
       base += n;
       return users;
     };
+    /**
+     * Not measured, with an instant agent: 16 users × 10 DMs. A fresh process compiles its hot code while it
+     * runs, so the first user count measured (1 user) used to pay for that (p50 44 ms cold, 17 ms warm on
+     * mongo-java).
+     */
+    const warmUp = async (port: number) => {
+      w.retell.setDelay(0);
+      await Promise.all(
+        usersFor(16).map(async (u) => {
+          for (let i = 0; i < 10; i++) await w.waitForReplies(await w.sendDms(port, u), 60_000);
+        }),
+      );
+    };
     const measure = async (label: string, server: Proc, delays: number[]) => {
       w.echoPorts = [server.port];
       // `connector` for the connector, `server` for the baseline (as in the intake figures).
@@ -136,14 +149,7 @@ export async function turns(o: Opts, userCounts = [1, 16, 64], delays = [0, 800]
         database: o.dbPid,
         bench: 'self',
       };
-      // Warm-up, not measured, with an instant agent: a fresh process compiles its hot code while it runs,
-      // so the first user count measured (1 user) used to pay for that (p50 44 ms cold, 17 ms warm on mongo-java).
-      w.retell.setDelay(0);
-      await Promise.all(
-        usersFor(16).map(async (u) => {
-          for (let i = 0; i < 10; i++) await w.waitForReplies(await w.sendDms(server.port, u), 60_000);
-        }),
-      );
+      await warmUp(server.port);
       for (const delay of delays) {
         w.retell.setDelay(delay);
         for (const n of userCounts) {
@@ -256,15 +262,10 @@ export async function turns(o: Opts, userCounts = [1, 16, 64], delays = [0, 800]
               for (let i = 0; i < n; i++) await w.waitForReplies(await w.sendDms(server.port, u!), 60_000);
               await sleep(300); // the last DM's bookkeeping after its reply
             };
-            w.retell.setDelay(0);
-            // The warm-up of the timed passes: a process creates each (sharded) collection it first
-            // touches, once; those `create`s are left out of the total below.
-            await Promise.all(
-              usersFor(16).map(async (v) => {
-                for (let i = 0; i < 10; i++) await w.waitForReplies(await w.sendDms(server.port, v), 60_000);
-              }),
-            );
-            await dms(1);
+            // The warm-up also creates most of the (sharded) collections the process touches; the
+            // `create`s that remain are left out of the total below.
+            await warmUp(server.port);
+            await dms(1); // the user's first DM starts its Retell chat: not counted
             const before = counter.counts();
             await dms(20);
             // Includes the worker's idle polls (every 500 ms) while the pass runs: more on a slower database.
