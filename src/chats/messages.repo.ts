@@ -3,11 +3,13 @@ import { Schema, type Connection, type mongo } from 'mongoose';
 import { shardOf } from '../db/keys';
 import { insertManyRefused, isDuplicateKey, modelOn } from '../db/mongo';
 import { KeyedGroupCommit, writeInGroups } from '../lib/group-commit';
+import { KeyedMutex } from '../lib/keyed-mutex';
 import type { TurnRole } from './chats.repo';
 
 /**
- * One Instagram turn; `seq` is its place in the agent's and in the user's stream. A listing (`page`) gives
- * every field but `instagramMid`, which only the stored row keeps.
+ * One Instagram turn as a listing gives it; `seq` is its place in the agent's and in the user's stream
+ * (a listing of one stream knows only that stream's). The stored row holds the turn without seqs, plus
+ * `instagramMid`.
  */
 export interface MessageRow {
   /** `${agentId}:${messageId}` (each part URI-encoded, which leaves real ids as they are). */
@@ -29,13 +31,15 @@ export interface MessageRow {
 }
 
 export type NewMessage = Omit<MessageRow, '_id' | 'seq'>;
+/** A row of `instagram_messages`: the turn's unique-key claim (rows written by earlier versions also have `seq`). */
+export type StoredMessage = NewMessage & { _id: string; seq?: MessageRow['seq'] };
 
 /** Turns per page of a stream: page `k` holds the seqs `k * PAGE_SIZE` to `k * PAGE_SIZE + PAGE_SIZE - 1`. */
 export const PAGE_SIZE = 50;
 /** Heads and pages are spread over this many collections (see MessagesRepo). */
 export const SHARDS = 128;
 
-const rowSchema = new Schema<MessageRow>(
+const rowSchema = new Schema<StoredMessage>(
   {
     _id: { type: String, required: true },
     agentId: { type: String, required: true },
@@ -50,17 +54,22 @@ const rowSchema = new Schema<MessageRow>(
     instagramMid: String,
     error: String,
     username: String,
-    seq: { all: { type: Number, required: true }, user: { type: Number, required: true } },
+    seq: { all: Number, user: Number },
   },
   { collection: 'instagram_messages', versionKey: false },
 );
 
-/** A stream's head `{ _id: 'h:<stream>', n }` or one of its pages `{ _id: 'p:<stream>:<k>', items }`. */
+/**
+ * A stream's head `{ _id: 'h:<stream>', n, items }` or one of its pages `{ _id: 'p:<stream>:<k>', items }`.
+ * A head's `items` are the stream's newest turns in seq order, without their seqs: the last one's seq is
+ * `n`, the one before it `n - 1`, and so on (`$inc` of `n` and `$push` of the items are one update).
+ * A page's items carry their seq.
+ */
 interface StreamDoc {
   _id: string;
   /** Head: the last seq handed out in the stream. */
   n?: number;
-  /** Page: each turn's canonical JSON (`itemOf`), in no particular order. */
+  /** Head: `entryOf` each newest turn, oldest first. Page: `itemOf` each turn, in no particular order. */
   items?: string[];
 }
 const streamSchemas = Array.from(
@@ -92,10 +101,8 @@ const L = messageLayout;
 const canonicalAttachments = (list: MessageRow['attachments'] | undefined) =>
   (list ?? []).map((a) => (a.url === undefined ? { type: a.type } : { type: a.type, url: a.url }));
 
-/** A turn in a page: what a listing shows, by position (no field names: pages are read whole). */
-type Item = [
-  seqAll: number,
-  seqUser: number,
+/** A turn as a stream holds it: what a listing shows, by position (no field names: read whole). */
+type Entry = [
   messageId: string,
   userId: string,
   chatId: string,
@@ -108,15 +115,9 @@ type Item = [
   username?: string,
 ];
 
-/**
- * The one stored form of a turn in a page, as JSON text: a retry, a concurrent duplicate and `importRows`
- * all build it from the stored row, so they add the identical string and `$addToSet` keeps one. Both
- * streams hold the same string.
- */
-export function itemOf(r: Omit<MessageRow, '_id' | 'agentId'>): string {
-  const item: Item = [
-    r.seq.all,
-    r.seq.user,
+/** The one stored form of a turn in a head, as JSON text: both of its streams' heads hold the same string. */
+export function entryOf(r: NewMessage): string {
+  const entry: Entry = [
     r.messageId,
     r.userId,
     r.chatId,
@@ -126,14 +127,36 @@ export function itemOf(r: Omit<MessageRow, '_id' | 'agentId'>): string {
     new Date(r.timestamp).getTime(),
     r.status,
   ];
-  if (r.error != null || r.username != null) item.push(r.error ?? null);
-  if (r.username != null) item.push(r.username);
-  return JSON.stringify(item);
+  if (r.error != null || r.username != null) entry.push(r.error ?? null);
+  if (r.username != null) entry.push(r.username);
+  return JSON.stringify(entry);
 }
 
-function rowOfItem(agentId: string, text: string): MessageRow {
-  const [all, user, messageId, userId, chatId, role, content, attachments, time, status, error, username] =
-    JSON.parse(text) as Item;
+/** A page's item: the head entry with its seq in front (`[seq, ...entry]`). */
+export const itemOf = (seq: number, entry: string) => `[${seq},${entry.slice(1)}`;
+
+/** The message id of a head entry or page item, without parsing the rest. */
+const messageIdOf = (text: string) => {
+  const v = JSON.parse(text) as unknown[];
+  return typeof v[0] === 'string' ? v[0] : typeof v[1] === 'string' ? v[1] : (v[2] as string);
+};
+
+/**
+ * A turn of a listing from a page item, or from a head entry and the seq it stands at. Pages written
+ * by earlier versions hold `[seqAll, seqUser, ...entry]`, one string for both streams: read as they are.
+ */
+function rowOf(agentId: string, which: 'all' | 'user', text: string, headSeq?: number): MessageRow {
+  const v = JSON.parse(text) as unknown[];
+  let seq = headSeq ?? 0;
+  let at = 0;
+  if (headSeq === undefined) {
+    const legacy = typeof v[1] === 'number';
+    seq = (legacy && which === 'user' ? v[1] : v[0]) as number;
+    at = legacy ? 2 : 1;
+  }
+  const [messageId, userId, chatId, role, content, attachments, time, status, error, username] = v.slice(
+    at,
+  ) as Entry;
   const row: MessageRow = {
     _id: L.rowId(agentId, messageId),
     agentId,
@@ -145,16 +168,16 @@ function rowOfItem(agentId: string, text: string): MessageRow {
     attachments,
     timestamp: new Date(time),
     status,
-    seq: { all, user },
+    seq: { all: which === 'all' ? seq : 0, user: which === 'user' ? seq : 0 },
   };
   if (error != null) row.error = error;
   if (username !== undefined) row.username = username;
   return row;
 }
 
-/** The stored row: the turn's fields in canonical form plus its seqs. */
-function toRow(m: NewMessage, seq: MessageRow['seq']): MessageRow {
-  const row: MessageRow = {
+/** The stored row: the turn's fields in canonical form. */
+function toRow(m: NewMessage): StoredMessage {
+  const row: StoredMessage = {
     _id: L.rowId(m.agentId, m.messageId),
     agentId: m.agentId,
     userId: m.userId,
@@ -165,7 +188,6 @@ function toRow(m: NewMessage, seq: MessageRow['seq']): MessageRow {
     attachments: canonicalAttachments(m.attachments),
     timestamp: m.timestamp,
     status: m.status,
-    seq,
   };
   if (m.instagramMid !== undefined) row.instagramMid = m.instagramMid;
   if (m.error !== undefined) row.error = m.error;
@@ -209,44 +231,100 @@ async function upsertRacing<T>(op: () => Promise<T>): Promise<T> {
 /**
  * Process-wide group commits per head and per page: one document's updates run one at a time (FerretDB
  * does not apply an update atomically), and those that queued meanwhile go out as one. Every turn of an
- * agent goes through the agent stream's head and newest page, so with many users at once this turns n
- * queued updates into one. (A batch is keyed by database name; its asks are written per connection.)
+ * agent goes through the agent stream's head, so with many users at once this turns n queued updates
+ * into one. (A batch is keyed by database name; its asks are written per connection.)
  */
-function perStreamDoc<A extends { db: Connection; _id: string }, R>(
-  write: (streams: mongo.Collection<StreamDoc>, _id: string, asks: A[]) => Promise<R[]>,
+function perStreamDoc<A extends { db: Connection; _id: string }>(
+  write: (db: Connection, docs: mongo.Collection<StreamDoc>, _id: string, asks: A[]) => Promise<void>,
 ) {
-  return new KeyedGroupCommit<A, R>((_key, asks) =>
+  return new KeyedGroupCommit<A, void>((_key, asks) =>
     writeInGroups(
       asks,
       (a) => a.db,
       async (db, mine) => {
         const _id = mine[0]!._id;
-        const results = await write(await streamCollection(db, _id), _id, mine);
-        return results.map((value) => ({ status: 'fulfilled', value }));
+        await write(db, await streamCollection(db, _id), _id, mine);
+        return mine.map(() => ({ status: 'fulfilled', value: undefined }));
       },
     ),
   );
 }
-const headWrites = perStreamDoc<{ db: Connection; _id: string; count: number }, number>(
-  async (heads, _id, asks) => {
-    const total = asks.reduce((sum, a) => sum + a.count, 0);
-    const head = await upsertRacing(() =>
-      heads.findOneAndUpdate({ _id }, { $inc: { n: total } }, { upsert: true, returnDocument: 'after' }),
+
+/**
+ * Entries this process pushed to each head since it last rolled it, by `db\0headId`: a head is rolled
+ * after PAGE_SIZE of them. Bounded: a count forgotten (or lost with a restart) only lets that head grow
+ * to under twice PAGE_SIZE before it rolls; with several processes, each rolls after its own PAGE_SIZE.
+ */
+const pushedSinceRoll = new Map<string, number>();
+const MAX_COUNTED_HEADS = 100_000;
+
+const headWrites = perStreamDoc<{ db: Connection; _id: string; entries: string[] }>(
+  async (db, heads, _id, asks) => {
+    const entries = asks.flatMap((a) => a.entries);
+    await upsertRacing(() =>
+      heads.updateOne(
+        { _id },
+        { $inc: { n: entries.length }, $push: { items: { $each: entries } } },
+        { upsert: true },
+      ),
     );
-    if (head?.n === undefined) throw new Error(`instagram_message_streams: ${_id} not returned`);
-    let last = head.n - total;
-    return asks.map((a) => (last += a.count));
+    const key = `${db.name}\u0000${_id}`;
+    const pushed = (pushedSinceRoll.get(key) ?? 0) + entries.length;
+    pushedSinceRoll.delete(key); // re-inserted last: the map's order is least recently pushed first
+    if (pushed < PAGE_SIZE) {
+      pushedSinceRoll.set(key, pushed);
+      if (pushedSinceRoll.size > MAX_COUNTED_HEADS)
+        pushedSinceRoll.delete(pushedSinceRoll.keys().next().value!);
+      return;
+    }
+    await rollHead(db, heads, _id); // inside the batch: no push to this head overlaps it in this process
   },
 );
-const pageWrites = perStreamDoc<{ db: Connection; _id: string; items: string[] }, void>(
-  async (pages, _id, adds) => {
+
+const pageWrites = perStreamDoc<{ db: Connection; _id: string; items: string[] }>(
+  async (_db, pages, _id, adds) => {
     const items = [...new Set(adds.flatMap((a) => a.items))];
     await upsertRacing(() =>
       pages.updateOne({ _id }, { $addToSet: { items: { $each: items } } }, { upsert: true }),
     );
-    return adds.map(() => undefined);
   },
 );
+
+const addItems = (db: Connection, pageId: string, items: string[]) =>
+  pageWrites.submit(`${db.name}\u0000${pageId}`, [{ db, _id: pageId, items }]);
+
+/**
+ * Moves a head's entries to the pages of their seqs, then empties it unless it changed meanwhile (another
+ * process pushed: its entries keep their seqs, so the next roll writes the same items again, which
+ * `$addToSet` keeps once). Pages first, head second: a reader that finds the head emptied finds the pages
+ * written, and a crash in between leaves each turn in both (a listing shows it once).
+ */
+async function rollHead(db: Connection, heads: mongo.Collection<StreamDoc>, _id: string): Promise<void> {
+  const head = await heads.findOne({ _id });
+  const entries = head?.items ?? [];
+  if (!head?.n || entries.length === 0) return;
+  await writeItems(db, _id.slice(2), headItems(head));
+  await heads.updateOne({ _id, n: head.n }, { $set: { items: [] } });
+}
+
+/** A head's entries as page items, each with its seq. */
+function headItems(head: StreamDoc): [number, string][] {
+  const entries = head.items ?? [];
+  const first = (head.n ?? 0) - entries.length + 1;
+  return entries.map((e, i) => [first + i, e]);
+}
+
+/** Adds items (`[seq, entry]`) of a stream to their pages. */
+async function writeItems(db: Connection, stream: string, items: [number, string][]): Promise<void> {
+  const byPage = new Map<number, string[]>();
+  for (const [seq, entry] of items) {
+    const k = L.pageNo(seq);
+    const list = byPage.get(k);
+    if (list) list.push(itemOf(seq, entry));
+    else byPage.set(k, [itemOf(seq, entry)]);
+  }
+  await Promise.all([...byPage].map(([k, list]) => addItems(db, L.pageId(stream, k), list)));
+}
 
 /**
  * The messages index: one entry per Instagram turn, beside `chats` (the platform's record), written with
@@ -254,16 +332,19 @@ const pageWrites = perStreamDoc<{ db: Connection; _id: string; items: string[] }
  *
  * Every read and write is by `_id`: FerretDB 1.24 (SQLite) hands SQLite only an exact `{ _id }` filter and
  * reads and decodes the whole collection in FerretDB for anything else (a sort, `$in`, a range, two keys).
- * - `instagram_messages`: a row per turn, `_id` `${agentId}:${messageId}`, the idempotency anchor, with the
- *   turn's seq in its two streams, the agent's and the (agent, user)'s.
- * - `instagram_message_streams_<0…127>`: per stream a head `{ _id: 'h:<stream>', n }`, the last seq handed
- *   out (`$inc`), and per PAGE_SIZE seqs a page `{ _id: 'p:<stream>:<k>', items }`, the turns as canonical
- *   JSON (`itemOf`), added with `$addToSet`.
+ * - `instagram_messages`: a row per turn, `_id` `${agentId}:${messageId}`, the idempotency anchor.
+ * - `instagram_message_streams_<0…127>`: per stream (the agent's, and each (agent, user)'s) a head
+ *   `{ _id: 'h:<stream>', n, items }` and per PAGE_SIZE seqs a page `{ _id: 'p:<stream>:<k>', items }`.
+ *   A turn is one `$inc` of `n` and `$push` of its entry to each of its two heads: its seq is its place in
+ *   the head (the last entry's seq is `n`), never read back. Every PAGE_SIZE entries this process pushed to
+ *   a head, the head is rolled: its entries go to their pages (with their seqs, `$addToSet`) and it is
+ *   emptied. So a turn costs three writes (the row and two heads) and no read.
  * Even for `{ _id }` SQLite reads the whole table (FerretDB's `_id` index is not the expression its query
  * uses), and an update reads it twice, so a lookup costs in proportion to the collection: heads and pages
- * are spread over SHARDS collections by a hash of their `_id`, and items are strings (a sub-document takes
- * twice the room in FerretDB's JSON). The rows are only read on a repeat and by `has`.
- * A listing reads the head, then pages downwards; seqs left unused (a retry, a crash) are gaps it skips.
+ * are spread over SHARDS collections by a hash of their `_id`, and entries are strings (a sub-document
+ * takes twice the room in FerretDB's JSON). The rows are only read on a repeat and by `has`.
+ * A listing reads the head, then pages downwards; seqs never used (a lost head, a bulk import's crash) are
+ * gaps it skips, and a turn met twice is listed once.
  * Heads and pages are updated one at a time per document in this process, and updates that queue meanwhile
  * go out as one (`headWrites`, `pageWrites`); several processes on one FerretDB can still lose a concurrent
  * update (docs/DECISIONS.md).
@@ -273,36 +354,45 @@ export class MessagesRepo {
     return modelOn(db, 'InstagramMessage', rowSchema);
   }
 
+  private async rows(db: Connection) {
+    return (await this.model(db)).collection as unknown as mongo.Collection<StoredMessage>;
+  }
+
   /**
    * Records the turn unless it is recorded; true only for the call that stored its row. `claim`, then
    * `list`: a crash between the two is completed by the retry, which lists the turn once.
    */
   async insert(db: Connection, m: NewMessage): Promise<boolean> {
-    const { row, fresh } = await this.claim(db, m);
-    await this.list(db, row);
-    return fresh;
+    return oneTurnAtATime(db, m.agentId, m.messageId, async () => {
+      const { row, fresh } = await this.claim(db, m);
+      await this.list(db, row, { fresh });
+      return fresh;
+    });
   }
 
   /**
    * The turn's row, inserted unless stored: `fresh` only for the call that stored it (the turn's unique-key
-   * claim). Seqs first, then the row; a repeat finds the stored row and uses its seqs (the new ones stay
-   * unused gaps).
+   * claim). On a repeat, the stored row.
    */
-  async claim(db: Connection, m: NewMessage): Promise<{ row: MessageRow; fresh: boolean }> {
-    const [all, user] = await Promise.all([
-      this.allocate(db, L.agentStream(m.agentId), 1),
-      this.allocate(db, L.userStream(m.agentId, m.userId), 1),
-    ]);
-    const row = toRow(m, { all, user });
+  async claim(db: Connection, m: NewMessage): Promise<{ row: StoredMessage; fresh: boolean }> {
+    const row = toRow(m);
     const stored = await this.insertRow(db, row);
     return { row: stored ?? row, fresh: stored === undefined };
   }
 
-  /** Adds a claimed row's turn to both its streams' pages (idempotent: `$addToSet` of its canonical item). */
-  async list(db: Connection, row: MessageRow): Promise<void> {
-    const item = itemOf(row);
+  /**
+   * Adds a claimed row's turn to both its streams. `fresh` (its row was just inserted): it cannot be in
+   * them yet. Otherwise (a retry after a crash) each stream's head and newest two pages are looked at
+   * first, and the turn is added where it is missing: at the head, i.e. as recorded now.
+   */
+  async list(db: Connection, row: StoredMessage, opts: { fresh: boolean }): Promise<void> {
+    const entry = entryOf(row);
     await Promise.all(
-      streamsOf(row).map(([s, seq]) => this.addItems(db, L.pageId(s, L.pageNo(seq)), [item])),
+      streamsOf(row).map(async (stream) => {
+        if (!opts.fresh && (await this.inStream(db, stream, row.messageId))) return;
+        const _id = L.headId(stream);
+        await headWrites.submit(`${db.name}\u0000${_id}`, [{ db, _id, entries: [entry] }]);
+      }),
     );
   }
 
@@ -329,6 +419,14 @@ export class MessagesRepo {
     const top = Math.min(head.n, before?.t ?? Infinity);
     const want = opts.limit + 1;
     const found = new Map<string, { row: MessageRow; seq: number; tie: string }>();
+    const take = (row: MessageRow) => {
+      const seq = row.seq[which];
+      const tie = tieOf(row.messageId);
+      if (before && (seq > before.t || (seq === before.t && tie >= before.id))) return;
+      const had = found.get(row.messageId);
+      if (!had || had.seq < seq) found.set(row.messageId, { row, seq, tie });
+    };
+    for (const [seq, entry] of headItems(head)) take(rowOf(agentId, which, entry, seq));
     let next = L.pageNo(top); // the highest page not read yet
     while (next >= 0 && found.size < want) {
       // As many pages at once as hold what is missing were there no gaps.
@@ -342,13 +440,7 @@ export class MessagesRepo {
           return (await streamCollection(db, _id)).findOne({ _id });
         }),
       );
-      for (const item of docs.flatMap((d) => d?.items ?? [])) {
-        const row = rowOfItem(agentId, item);
-        const seq = row.seq[which];
-        const tie = tieOf(row.messageId);
-        if (before && (seq > before.t || (seq === before.t && tie >= before.id))) continue;
-        if (!found.has(row.messageId)) found.set(row.messageId, { row, seq, tie });
-      }
+      for (const item of docs.flatMap((d) => d?.items ?? [])) take(rowOf(agentId, which, item));
     }
     const sorted = [...found.values()].sort((x, y) =>
       x.seq !== y.seq ? y.seq - x.seq : x.tie < y.tie ? 1 : x.tie > y.tie ? -1 : 0,
@@ -362,97 +454,123 @@ export class MessagesRepo {
   }
 
   /**
-   * Bulk recording (seeding, backfill), in record order: one `$inc` per stream for all its rows, rows and
-   * new pages by `insertMany`, the pages already begun by `$addToSet`. Stores exactly what `insert` stores,
-   * and like it, a row already recorded keeps its seqs and is listed once. Returns the rows it stored.
+   * Bulk recording (seeding, backfill), in record order: rows by `insertMany`, and per stream its head
+   * rolled and its `n` advanced past the new turns in one update, then their items written to the pages
+   * (new pages by `insertMany`). Lists what `insert` lists, in the same order; a row already recorded is
+   * listed once (if a crash left it unlisted, at the head, as a retried `insert` would). Returns the rows
+   * it stored.
    */
   async importRows(db: Connection, input: NewMessage[]): Promise<number> {
     if (input.length === 0) return 0;
-    const streams = new Map<string, number[]>();
-    const add = (stream: string, i: number) => {
-      let list = streams.get(stream);
-      if (!list) streams.set(stream, (list = []));
-      list.push(i);
-    };
-    input.forEach((m, i) => {
-      add(L.agentStream(m.agentId), i);
-      add(L.userStream(m.agentId, m.userId), i);
-    });
-    const seqs = input.map(() => ({ all: 0, user: 0 }));
-    const before = new Map<string, number>(); // the stream's last seq before this import
-    await forEachLimit([...streams], 16, async ([stream, rows]) => {
-      const last = await this.allocate(db, stream, rows.length);
-      const first = last - rows.length + 1;
-      before.set(stream, first - 1);
-      const which = stream.startsWith('a:') ? 'all' : 'user';
-      rows.forEach((i, k) => (seqs[i]![which] = first + k));
-    });
-
-    let rows = input.map((m, i) => toRow(m, seqs[i]!));
-    const Rows = (await this.model(db)).collection as unknown as mongo.Collection<MessageRow>;
+    const Rows = await this.rows(db);
+    const rows = input.map(toRow);
     const repeated = new Set<number>();
     for (let at = 0; at < rows.length; at += 5000) {
       const chunk = rows.slice(at, at + 5000);
       for (const k of await insertManyRefused(Rows, chunk)) repeated.add(at + k);
     }
-    if (repeated.size > 0) {
-      const stored = new Map<string, MessageRow>();
-      await forEachLimit([...repeated], 16, async (i) => {
-        const row = await Rows.findOne({ _id: rows[i]!._id });
-        if (!row) throw new Error(`instagram_messages: ${rows[i]!._id} refused but not found`);
-        stored.set(row._id, row);
-      });
-      rows = rows.map((r) => stored.get(r._id) ?? r);
-    }
+    const streams = new Map<string, string[]>(); // each stream's new entries, in record order
+    rows.forEach((row, i) => {
+      if (repeated.has(i)) return;
+      const entry = entryOf(row);
+      for (const stream of streamsOf(row)) {
+        const list = streams.get(stream);
+        if (list) list.push(entry);
+        else streams.set(stream, [entry]);
+      }
+    });
+    await forEachLimit([...streams], 16, ([stream, entries]) => this.appendBlock(db, stream, entries));
+    await forEachLimit([...repeated], 16, async (i) => {
+      const stored = await Rows.findOne({ _id: rows[i]!._id });
+      if (!stored) throw new Error(`instagram_messages: ${rows[i]!._id} refused but not found`);
+      await this.list(db, stored, { fresh: false });
+    });
+    return rows.length - repeated.size;
+  }
 
-    // Items per page, and whether the page can only be new (all its seqs were handed out by this import).
-    const pages = new Map<string, { items: string[]; fresh: boolean }>();
-    for (const row of rows) {
-      const item = itemOf(row);
-      for (const [stream, seq] of streamsOf(row)) {
-        const k = L.pageNo(seq);
-        const _id = L.pageId(stream, k);
-        let p = pages.get(_id);
-        if (!p) {
-          const fresh = Math.max(1, k * PAGE_SIZE) > (before.get(stream) ?? Infinity);
-          pages.set(_id, (p = { items: [], fresh }));
+  /**
+   * Appends many entries to a stream (importRows): the head's own entries go to their pages and the head is
+   * emptied with its `n` advanced past the block, in one update conditional on `n` (tried again when a turn
+   * came meanwhile); then the block's items, new pages inserted whole.
+   */
+  private async appendBlock(db: Connection, stream: string, entries: string[]): Promise<void> {
+    const _id = L.headId(stream);
+    const heads = await streamCollection(db, _id);
+    let first: number | undefined;
+    for (let attempt = 0; first === undefined; attempt++) {
+      if (attempt === 20) throw new Error(`instagram_message_streams: ${_id} kept changing`);
+      const head = await heads.findOne({ _id });
+      if (!head) {
+        try {
+          await heads.insertOne({ _id, n: entries.length, items: [] });
+          first = 1;
+        } catch (err) {
+          if (!isDuplicateKey(err)) throw err;
         }
-        if (!p.items.includes(item)) p.items.push(item);
+        continue;
       }
+      await writeItems(db, stream, headItems(head));
+      const n = head.n ?? 0;
+      const res = await heads.updateOne({ _id, n }, { $set: { items: [] }, $inc: { n: entries.length } });
+      if (res.matchedCount === 1) first = n + 1;
     }
-    const byShard = new Map<number, Required<Omit<StreamDoc, 'n'>>[]>();
-    const grow: Required<Omit<StreamDoc, 'n'>>[] = [];
-    for (const [_id, p] of pages) {
-      if (!p.fresh) grow.push({ _id, items: p.items });
-      else {
-        const shard = L.shard(_id);
-        let docs = byShard.get(shard);
-        if (!docs) byShard.set(shard, (docs = []));
-        docs.push({ _id, items: p.items });
-      }
+    const byPage = new Map<number, string[]>();
+    entries.forEach((entry, i) => {
+      const seq = first! + i;
+      const k = L.pageNo(seq);
+      const list = byPage.get(k);
+      if (list) list.push(itemOf(seq, entry));
+      else byPage.set(k, [itemOf(seq, entry)]);
+    });
+    // A page wholly above the head's old `n` can only be new (unless a crashed import of these began it).
+    const fresh: StreamDoc[] = [];
+    const grow: [string, string[]][] = [];
+    for (const [k, items] of byPage) {
+      const pageId = L.pageId(stream, k);
+      if (Math.max(1, k * PAGE_SIZE) >= first!) fresh.push({ _id: pageId, items });
+      else grow.push([pageId, items]);
+    }
+    const byShard = new Map<number, StreamDoc[]>();
+    for (const doc of fresh) {
+      const shard = L.shard(doc._id);
+      const docs = byShard.get(shard);
+      if (docs) docs.push(doc);
+      else byShard.set(shard, [doc]);
     }
     for (const docs of byShard.values()) {
       const c = await streamCollection(db, docs[0]!._id);
       for (let at = 0; at < docs.length; at += 500) {
         const chunk = docs.slice(at, at + 500);
-        // A page someone else began meanwhile (a turn recorded beside the import, a retried import).
-        for (const k of await insertManyRefused(c, chunk)) grow.push(chunk[k]!);
+        for (const k of await insertManyRefused(c as mongo.Collection<StreamDoc>, chunk))
+          grow.push([chunk[k]!._id, chunk[k]!.items!]);
       }
     }
-    await forEachLimit(grow, 16, (p) => this.addItems(db, p._id, p.items));
-    return rows.length - repeated.size;
+    await forEachLimit(grow, 16, async ([pageId, items]) => {
+      await addItems(db, pageId, items);
+    });
   }
 
-  /** Hands out `count` seqs of a stream; returns the last of them (the first is `last - count + 1`). */
-  private async allocate(db: Connection, stream: string, count: number): Promise<number> {
-    const _id = L.headId(stream);
-    const [last] = await headWrites.submit(`${db.name}\u0000${_id}`, [{ db, _id, count }]);
-    return last!;
+  /** Whether a stream lists this turn: in its head or its newest two pages (where a retry's turn is). */
+  private async inStream(db: Connection, stream: string, messageId: string): Promise<boolean> {
+    const headId = L.headId(stream);
+    const head = await (await streamCollection(db, headId)).findOne({ _id: headId });
+    if (!head) return false;
+    if ((head.items ?? []).some((e) => messageIdOf(e) === messageId)) return true;
+    const k = L.pageNo(head.n ?? 0);
+    const pages = await Promise.all(
+      [k, k - 1]
+        .filter((no) => no >= 0)
+        .map(async (no) => {
+          const _id = L.pageId(stream, no);
+          return (await streamCollection(db, _id)).findOne({ _id });
+        }),
+    );
+    return pages.some((p) => (p?.items ?? []).some((i) => messageIdOf(i) === messageId));
   }
 
-  /** Inserts the row; on a repeat returns the stored row instead (whose seqs then count). */
-  private async insertRow(db: Connection, row: MessageRow): Promise<MessageRow | undefined> {
-    const Rows = (await this.model(db)).collection as unknown as mongo.Collection<MessageRow>;
+  /** Inserts the row; on a repeat returns the stored row instead. */
+  private async insertRow(db: Connection, row: StoredMessage): Promise<StoredMessage | undefined> {
+    const Rows = await this.rows(db);
     try {
       await Rows.insertOne(row);
       return undefined;
@@ -463,15 +581,25 @@ export class MessagesRepo {
     if (!stored) throw new Error(`instagram_messages: ${row._id} refused as a duplicate but not found`);
     return stored;
   }
-
-  private async addItems(db: Connection, pageId: string, items: string[]): Promise<void> {
-    await pageWrites.submit(`${db.name}\u0000${pageId}`, [{ db, _id: pageId, items }]);
-  }
 }
 
-const streamsOf = (r: MessageRow): [string, number][] => [
-  [L.agentStream(r.agentId), r.seq.all],
-  [L.userStream(r.agentId, r.userId), r.seq.user],
+/**
+ * Process-wide: the recording of one turn (claim, then list) runs one call at a time. A repeat looks at the
+ * streams before adding the turn; were it to look while the first call's heads are still being written,
+ * it would add the turn a second time. (Another process recording the very same turn at the same moment
+ * can still list it twice: that needs a thread lease lost mid-turn.)
+ */
+const turnRecordings = new KeyedMutex();
+export const oneTurnAtATime = <T>(
+  db: Connection,
+  agentId: string,
+  messageId: string,
+  section: () => Promise<T>,
+) => turnRecordings.run(`${db.name}\u0000${L.rowId(agentId, messageId)}`, section);
+
+const streamsOf = (r: Pick<NewMessage, 'agentId' | 'userId'>): string[] => [
+  L.agentStream(r.agentId),
+  L.userStream(r.agentId, r.userId),
 ];
 
 async function forEachLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {

@@ -1,7 +1,7 @@
 import type { Connection } from 'mongoose';
 import { ChatsRepo, type ChatTurn } from './chats.repo';
 import { ConversationsRepo } from './conversations.repo';
-import { MessagesRepo } from './messages.repo';
+import { MessagesRepo, oneTurnAtATime } from './messages.repo';
 
 /**
  * Writes one turn everywhere it belongs: a row in the messages index, appended to the chat document (the
@@ -9,9 +9,10 @@ import { MessagesRepo } from './messages.repo';
  * after a crash completes what was missing and adds nothing twice.
  *
  * The messages row comes first: its insert is the turn's unique-key claim. When it is new, the turn cannot
- * be in the chat yet (nothing appends before the row exists, and one worker holds a thread at a time), so
- * the append needs no look at the chat's turns first; only a repeat checks them. After the claim the
- * three writes are independent and go out together.
+ * be in the chat or the message streams yet (nothing appends before the row exists, and one worker holds
+ * a thread at a time), so neither append looks first; only a repeat checks them. After the claim the
+ * three writes are independent and go out together. Two calls for the same turn in this process run one
+ * after the other (`oneTurnAtATime`): the second, a repeat, then sees everything the first wrote.
  */
 export class TurnRecorder {
   constructor(
@@ -21,6 +22,13 @@ export class TurnRecorder {
   ) {}
 
   async record(
+    db: Connection,
+    t: { agentId: string; userId: string; chatId: string; turn: ChatTurn; username?: string },
+  ): Promise<void> {
+    await oneTurnAtATime(db, t.agentId, t.turn.message_id, () => this.write(db, t));
+  }
+
+  private async write(
     db: Connection,
     t: { agentId: string; userId: string; chatId: string; turn: ChatTurn; username?: string },
   ): Promise<void> {
@@ -43,7 +51,7 @@ export class TurnRecorder {
     const text = turn.content || (turn.attachments?.length ? `[${turn.attachments[0]!.type}]` : '');
     // Each settles before a failure is thrown, so a retry never overlaps a write still in flight.
     const results = await Promise.allSettled([
-      this.messages.list(db, row),
+      this.messages.list(db, row, { fresh }),
       this.chats.appendTurn(db, t.chatId, turn, { fresh }),
       this.conversations.recordTurn(db, t.agentId, t.userId, { role: turn.role, text, at, repeat: !fresh }),
     ]);

@@ -1,10 +1,10 @@
 import { mongo, type Connection } from 'mongoose';
 import {
+  entryOf,
   itemOf,
   messageLayout as L,
   MessagesRepo,
   PAGE_SIZE,
-  SHARDS,
   type Cursor,
   type MessageRow,
   type NewMessage,
@@ -57,22 +57,14 @@ const streamDocs = (docId: string) =>
 const bumpHead = (stream: string, by: number) =>
   streamDocs(L.headId(stream)).updateOne({ _id: L.headId(stream) }, { $inc: { n: by } });
 
-/** Takes the turn's item out of both of its streams' pages: the state a crash before the page writes leaves. */
-async function unlist(row: MessageRow): Promise<void> {
-  const streams: [string, number][] = [
-    [L.agentStream(row.agentId), row.seq.all],
-    [L.userStream(row.agentId, row.userId), row.seq.user],
-  ];
-  for (const [stream, seq] of streams) {
-    const _id = L.pageId(stream, L.pageNo(seq));
-    await streamDocs(_id).updateOne({ _id }, { $pull: { items: itemOf(row) } });
-  }
-}
+/** The head of a stream as stored. */
+const headOf = async (stream: string) => streamDocs(L.headId(stream)).findOne({ _id: L.headId(stream) });
 
-async function storedRow(agentId: string, messageId: string): Promise<MessageRow> {
-  const row = await (await repo.model(db)).findById(L.rowId(agentId, messageId)).lean<MessageRow>();
-  if (!row) throw new Error(`no row ${messageId}`);
-  return row;
+/** Takes the turn's entry out of a stream's head (and its seq with it): as if it had never been pushed. */
+async function unlist(stream: string, row: NewMessage): Promise<void> {
+  const _id = L.headId(stream);
+  const res = await streamDocs(_id).updateOne({ _id }, { $pull: { items: entryOf(row) }, $inc: { n: -1 } });
+  expect(res.modifiedCount).toBe(1);
 }
 
 test('when the same turn is inserted again, then it is listed once and only the first insert returns true', async () => {
@@ -132,35 +124,93 @@ test('when the same turn is inserted three times at once, then exactly one inser
   expect(await listAll(agentId, 1, '111')).toEqual([turn.messageId, 'ig_111_0']);
 });
 
-test('when the process died after storing the row and before writing the pages, then the retry lists the turn exactly once', async () => {
+test('when the process died after storing the row and before listing it, then the retry lists the turn once, as recorded then', async () => {
   const agentId = anAgent();
   const turns = [0, 1, 2].map((i) => aTurn(agentId, '222', i));
-  for (const t of turns) await repo.insert(db, t);
-  const row = await storedRow(agentId, turns[1]!.messageId);
-  await unlist(row); // the row is stored, neither page holds it
+  await repo.insert(db, turns[0]!);
+  await repo.claim(db, turns[1]!); // the row is stored, neither stream lists it
+  await repo.insert(db, turns[2]!);
   expect(await listAll(agentId, 10)).toEqual(['ig_222_2', 'ig_222_0']);
 
   expect(await repo.insert(db, turns[1]!)).toBe(false);
 
-  expect(await listAll(agentId, 10)).toEqual(['ig_222_2', 'ig_222_1', 'ig_222_0']);
-  expect(await listAll(agentId, 1, '222')).toEqual(['ig_222_2', 'ig_222_1', 'ig_222_0']);
-  expect((await storedRow(agentId, 'ig_222_1')).seq).toEqual(row.seq); // it kept its place
+  // Listed where it was recorded in the end: record order, not Meta's timestamps.
+  expect(await listAll(agentId, 10)).toEqual(['ig_222_1', 'ig_222_2', 'ig_222_0']);
+  expect(await listAll(agentId, 1, '222')).toEqual(['ig_222_1', 'ig_222_2', 'ig_222_0']);
+  expect(await repo.insert(db, turns[1]!)).toBe(false);
+  expect(await listAll(agentId, 10)).toHaveLength(3);
 });
 
-test('when the process died between the two page writes, then the retry completes the other stream and duplicates neither', async () => {
+test('when the process died between the two head writes, then the retry completes the other stream and duplicates neither', async () => {
   const agentId = anAgent();
   const turn = aTurn(agentId, '333', 0);
   await repo.insert(db, turn);
-  const row = await storedRow(agentId, turn.messageId);
-  const userPage = L.pageId(L.userStream(agentId, '333'), L.pageNo(row.seq.user));
-  await streamDocs(userPage).updateOne({ _id: userPage }, { $pull: { items: itemOf(row) } });
+  await unlist(L.userStream(agentId, '333'), turn);
+  expect(await listAll(agentId, 10, '333')).toEqual([]);
 
   await repo.insert(db, turn);
 
   expect(await listAll(agentId, 10)).toEqual([turn.messageId]);
   expect(await listAll(agentId, 10, '333')).toEqual([turn.messageId]);
-  const agentPage = L.pageId(L.agentStream(agentId), L.pageNo(row.seq.all));
-  expect((await streamDocs(agentPage).findOne({ _id: agentPage }))?.items).toEqual([itemOf(row)]);
+  expect((await headOf(L.agentStream(agentId)))?.items).toEqual([entryOf(turn)]);
+});
+
+test('when a stream passes PAGE_SIZE turns, then its head is rolled into pages and every turn is still listed once, in order', async () => {
+  const agentId = anAgent();
+  const turns = Array.from({ length: PAGE_SIZE * 2 + 7 }, (_, i) => aTurn(agentId, '123', i));
+  for (const t of turns) await repo.insert(db, t);
+
+  const head = await headOf(L.agentStream(agentId));
+  expect(head?.n).toBe(turns.length);
+  expect(head?.items?.length).toBeLessThan(PAGE_SIZE);
+  const page0 = L.pageId(L.agentStream(agentId), 0);
+  expect((await streamDocs(page0).findOne({ _id: page0 }))?.items).toContain(itemOf(1, entryOf(turns[0]!)));
+  const newestFirst = turns.map((t) => t.messageId).reverse();
+  for (const limit of [1, 13, PAGE_SIZE, 500]) expect(await listAll(agentId, limit)).toEqual(newestFirst);
+  expect(await listAll(agentId, 9, '123')).toEqual(newestFirst);
+});
+
+test('when a roll stopped after writing the pages, before emptying the head, then each turn is listed once and the next roll completes it', async () => {
+  const agentId = anAgent();
+  const stream = L.agentStream(agentId);
+  for (let i = 0; i < 10; i++) await repo.insert(db, aTurn(agentId, '124', i));
+  // What the roll writes first: every head entry to its page, with its seq.
+  const head = (await headOf(stream))!;
+  const page0 = L.pageId(stream, 0);
+  const items = head.items!.map((e, i) => itemOf(head.n! - head.items!.length + 1 + i, e));
+  await streamDocs(page0).updateOne(
+    { _id: page0 },
+    { $addToSet: { items: { $each: items } } },
+    { upsert: true },
+  );
+
+  const expected = Array.from({ length: 10 }, (_, i) => `ig_124_${9 - i}`);
+  expect(await listAll(agentId, 3)).toEqual(expected);
+
+  const more = Array.from({ length: PAGE_SIZE }, (_, i) => aTurn(agentId, '124', 10 + i));
+  for (const t of more) await repo.insert(db, t);
+  expect(await listAll(agentId, 7)).toEqual([...more.map((t) => t.messageId).reverse(), ...expected]);
+  const page0Items = (await streamDocs(page0).findOne({ _id: page0 }))!.items!;
+  expect(new Set(page0Items).size).toBe(page0Items.length); // the roll added no item twice
+});
+
+test('when pages were written by an earlier version (both seqs in each item), then they are listed with the turns recorded since', async () => {
+  const agentId = anAgent();
+  const old = [0, 1, 2].map((i) => aTurn(agentId, '125', i));
+  // The earlier layout: the heads hold only `n`, each page item `[seqAll, seqUser, ...entry]` in both streams.
+  for (const stream of [L.agentStream(agentId), L.userStream(agentId, '125')]) {
+    const pageId = L.pageId(stream, 0);
+    await streamDocs(pageId).insertOne({
+      _id: pageId,
+      items: old.map((t, i) => `[${i + 1},${i + 1},${entryOf(t).slice(1)}`),
+    });
+    await streamDocs(L.headId(stream)).insertOne({ _id: L.headId(stream), n: 3 });
+  }
+  await repo.insert(db, aTurn(agentId, '125', 3));
+
+  const expected = ['ig_125_3', 'ig_125_2', 'ig_125_1', 'ig_125_0'];
+  expect(await listAll(agentId, 2)).toEqual(expected);
+  expect(await listAll(agentId, 2, '125')).toEqual(expected);
 });
 
 test('when seqs were handed out and never used (gaps, even whole pages), then paging still visits every turn once, newest first', async () => {
@@ -209,19 +259,7 @@ test('when many turns of one agent are recorded at once, then none is lost from 
   for (const user of ['500', '501', '502', '503']) expect(await listAll(agentId, 200, user)).toHaveLength(30);
 });
 
-test('when the stream head was lost and seqs repeat, then paging still visits every turn once', async () => {
-  const agentId = anAgent();
-  for (let i = 0; i < 5; i++) await repo.insert(db, aTurn(agentId, '666', i));
-  const head = L.headId(L.agentStream(agentId));
-  await streamDocs(head).deleteOne({ _id: head });
-  for (let i = 5; i < 8; i++) await repo.insert(db, aTurn(agentId, '666', i)); // seqs 1–3 again
-
-  const listed = await listAll(agentId, 1);
-
-  expect([...listed].sort()).toEqual(Array.from({ length: 8 }, (_, i) => `ig_666_${i}`).sort());
-});
-
-test('when rows are imported in bulk, then rows, heads and pages are exactly what one insert per turn writes', async () => {
+test('when rows are imported in bulk, then the rows and every listing are exactly what one insert per turn writes', async () => {
   const reference = await openTestDatabase('messages_import');
   try {
     const agentId = anAgent();
@@ -240,24 +278,47 @@ test('when rows are imported in bulk, then rows, heads and pages are exactly wha
     for (const t of turns.slice(0, 3)) await repo.insert(db, t);
     expect(await repo.importRows(db, turns.slice(2, 61))).toBe(58);
     expect(await repo.importRows(db, turns.slice(61))).toBe(79);
-    // The same turns through `insert`, the repeat included (its unused seqs are the same gap).
+    // The same turns through `insert`, the repeat included.
     for (const t of [...turns.slice(0, 3), ...turns.slice(2)]) await repo.insert(reference, t);
 
-    for (const name of ['instagram_messages', ...shardNames()])
-      expect(await dump(db, name, agentId)).toEqual(await dump(reference, name, agentId));
-    expect(await listAll(agentId, 9)).toEqual(turns.map((t) => t.messageId).reverse());
-    expect(await listAll(agentId, 9, '701')).toEqual(
-      turns
-        .slice(50, 100)
-        .map((t) => t.messageId)
-        .reverse(),
+    expect(await dump(db, 'instagram_messages', agentId)).toEqual(
+      await dump(reference, 'instagram_messages', agentId),
     );
+    const newestFirst = turns.map((t) => t.messageId).reverse();
+    for (const c of [db, reference]) {
+      const all = await listAllOn(c, agentId, 9);
+      expect(all.map((r) => r.messageId)).toEqual(newestFirst);
+      expect(all.map((r) => r.seq.all)).toEqual(turns.map((_, i) => turns.length - i)); // no gaps
+      expect((await listAllOn(c, agentId, 9, '701')).map((r) => r.messageId)).toEqual(
+        turns
+          .slice(50, 100)
+          .map((t) => t.messageId)
+          .reverse(),
+      );
+    }
+    const listed = async (c: Connection) => (await listAllOn(c, agentId, 200)).map((r) => ({ ...r, seq: 0 }));
+    expect(await listed(db)).toEqual(await listed(reference)); // every field of every turn
   } finally {
     await dropTestDatabase(reference);
   }
 });
 
-const shardNames = () => Array.from({ length: SHARDS }, (_, i) => `instagram_message_streams_${i}`);
+/** Every turn of a listing on a given database. */
+async function listAllOn(
+  c: Connection,
+  agentId: string,
+  limit: number,
+  userId?: string,
+): Promise<MessageRow[]> {
+  const rows: MessageRow[] = [];
+  let before: Cursor | undefined;
+  do {
+    const page = await repo.page(c, agentId, { userId, limit, before });
+    rows.push(...page.rows);
+    before = page.next;
+  } while (before);
+  return rows;
+}
 
 /** The agent's documents of a collection, sorted by `_id`, page items sorted. */
 async function dump(c: Connection, name: string, agentId: string) {
@@ -274,18 +335,20 @@ test('when many users turns are recorded at once, then each gets its own seq in 
     [0, 1, 2, 3, 4].map((i) => aTurn(agentId, `u${u}`, i)),
   ).flat();
 
-  // Concurrent inserts of one agent share its head and newest pages: queued updates go out together.
-  const headWrites = jest.spyOn(mongo.Collection.prototype, 'findOneAndUpdate');
+  // Concurrent inserts of one agent share its head: queued updates go out together.
+  const headWrites = jest.spyOn(mongo.Collection.prototype, 'updateOne');
   await Promise.all(turns.map((t) => repo.insert(db, t)));
   const agentHead = L.headId(L.agentStream(agentId));
   const agentHeadWrites = headWrites.mock.calls.filter(([q]) => (q as { _id?: string })._id === agentHead);
   headWrites.mockRestore();
   expect(agentHeadWrites.length).toBeGreaterThan(0);
-  expect(agentHeadWrites.length).toBeLessThan(turns.length); // one `$inc` per batch, not per turn
+  expect(agentHeadWrites.length).toBeLessThan(turns.length); // one push per batch, not per turn
 
-  const rows = await Promise.all(turns.map((t) => storedRow(agentId, t.messageId)));
+  const rows = (await repo.page(db, agentId, { limit: 100 })).rows;
   expect(new Set(rows.map((r) => r.seq.all)).size).toBe(turns.length);
   expect(Math.max(...rows.map((r) => r.seq.all))).toBe(turns.length);
   expect((await listAll(agentId, 7)).sort()).toEqual(turns.map((t) => t.messageId).sort());
-  expect(await listAll(agentId, 2, 'u3')).toEqual([4, 3, 2, 1, 0].map((i) => `ig_u3_${i}`));
+  // One user's turns written at once are listed in the order their writes landed (the worker writes a
+  // thread's turns one after the other).
+  expect((await listAll(agentId, 2, 'u3')).sort()).toEqual([0, 1, 2, 3, 4].map((i) => `ig_u3_${i}`));
 });

@@ -1,4 +1,4 @@
-import type { Connection } from 'mongoose';
+import { mongo, type Connection } from 'mongoose';
 import { ChatsRepo, chatDocId, type ChatTurn } from '../../src/chats/chats.repo';
 import { ConversationsRepo } from '../../src/chats/conversations.repo';
 import { MessagesRepo } from '../../src/chats/messages.repo';
@@ -70,4 +70,39 @@ test('when a crash left only the messages row, then the retry appends the turn t
   expect(chat.transcript).toBe('User: question 1');
   const row = await recorder.conversations.get(db, t.agentId, t.userId);
   expect(row).toMatchObject({ lastInboundAt: new Date(at), lastMessage: 'question 1', messageCount: 1 });
+});
+
+test('when the same turn is recorded three times at once, then the chat, both listings and the count hold it once', async () => {
+  const t = await aThread();
+  await recorder.record(db, { ...t, turn: aUserTurn(0, Date.now() - 1000) });
+  const turn = aUserTurn(1, Date.now());
+  // Every update lands 50 ms late: the repeats look while the first call's writes are still on their way.
+  const update = mongo.Collection.prototype.updateOne;
+  const late = jest.spyOn(mongo.Collection.prototype, 'updateOne').mockImplementation(function (
+    this: mongo.Collection,
+    ...args: Parameters<typeof update>
+  ) {
+    return new Promise((r) => setTimeout(r, 50)).then(() => update.apply(this, args)) as never;
+  });
+
+  try {
+    await Promise.all([1, 2, 3].map(() => recorder.record(db, { ...t, turn })));
+  } finally {
+    late.mockRestore();
+  }
+
+  const chat = await chatOf(t.chatId);
+  expect((chat.messages as ChatTurn[]).map((m) => m.message_id)).toEqual([`ig_rec_${n}_0`, turn.message_id]);
+  expect(chat.message_count).toBe(2);
+  for (const userId of [undefined, t.userId]) {
+    const ids: string[] = [];
+    let before;
+    do {
+      const page = await recorder.messages.page(db, t.agentId, { userId, limit: 1, before });
+      ids.push(...page.rows.map((m) => m.messageId));
+      before = page.next;
+    } while (before);
+    expect(ids.filter((id) => id === turn.message_id)).toHaveLength(1);
+  }
+  expect((await recorder.conversations.get(db, t.agentId, t.userId))?.messageCount).toBe(2);
 });
