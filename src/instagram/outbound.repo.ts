@@ -9,7 +9,7 @@ import { withTimeout } from '../lib/with-timeout';
  * taken for a person typing in the Instagram app.
  */
 export interface OutboundNote {
-  /** `agentId:key`: begun, completed and re-read by `_id` alone (see `instagram_outbound_mids` below). */
+  /** `agentId:key`: begun, completed and re-read by `_id` alone (the mids beside them: `midId`). */
   _id: string;
   key: string;
   agentId: string;
@@ -39,15 +39,13 @@ schema.index({ agentId: 1, userId: 1, status: 1, createdAt: -1 });
 schema.index({ createdAt: 1 }); // retention sweep
 
 /**
- * The Instagram message ids of what we sent, keyed `_id = agentId:mid`: recognising the echo of our own
- * message is then one lookup by `_id` (the only filter FerretDB 1.24 serves from an index), not a scan.
+ * The Instagram message ids of what we sent live in the same collection as `{ _id: 'mid:<agentId>:<mid>',
+ * createdAt }`: recognising the echo of our own message is then one lookup by `_id` (the only filter
+ * FerretDB 1.24 serves from an index), not a scan, and completing a note is one `update` command that
+ * registers the mid and then completes the note (two statements, in order). They hold none of a note's
+ * fields, so no query for notes matches them; they are swept with the notes.
  */
-const midSchema = new Schema<{ _id: string; at: Date }>(
-  { _id: String, at: Date },
-  { collection: 'instagram_outbound_mids', versionKey: false },
-);
-midSchema.index({ at: 1 }); // retention sweep
-const midId = (agentId: string, mid: string) => `${agentId}:${mid}`;
+const midId = (agentId: string, mid: string) => `mid:${agentId}:${mid}`;
 
 /** How long an in-flight or uncertain send may still be matched to an echo by its text. */
 const MATCH_WINDOW_MS = 60 * 60_000;
@@ -62,7 +60,7 @@ const COMPLETION_WAIT_MS = 2_000;
 
 export class OutboundRepo {
   /**
-   * The latest mids this process sent (`agentId:mid`, oldest first): Meta echoes each of them, and an
+   * The latest mids this process sent (by `midId`, oldest first): Meta echoes each of them, and an
    * echo found here is ours beyond doubt, so intake acknowledges it without storing it (WebhookService).
    * An echo of another process's send, or one that beats its send's answer, is not here: it takes the
    * stored path and is recognised there.
@@ -95,13 +93,9 @@ export class OutboundRepo {
       .collection as unknown as mongo.Collection<OutboundNote>;
   }
 
-  private mids(db: Connection) {
-    return modelOn(db, 'InstagramOutboundMid', midSchema);
-  }
-
   private async rememberMid(db: Connection, agentId: string, mid: string): Promise<void> {
     try {
-      await (await this.mids(db)).collection.insertOne({ _id: midId(agentId, mid), at: new Date() } as never);
+      await (await this.notes(db)).insertOne({ _id: midId(agentId, mid), createdAt: new Date() } as never);
     } catch (err) {
       if (!isDuplicateKey(err)) throw err;
     }
@@ -109,7 +103,8 @@ export class OutboundRepo {
 
   /** Did we send the message with this mid? (One lookup by `_id`.) */
   async isOurs(db: Connection, agentId: string, mid: string): Promise<boolean> {
-    return (await (await this.mids(db)).exists({ _id: midId(agentId, mid) })) !== null;
+    const c = await this.notes(db);
+    return (await c.findOne({ _id: midId(agentId, mid) }, { projection: { _id: 1 } })) !== null;
   }
 
   /**
@@ -162,12 +157,28 @@ export class OutboundRepo {
     set: { status: OutboundNote['status']; mid?: string },
   ): Promise<void> {
     const c = await this.notes(db);
-    // The mid is registered before the note is completed (an echo in between is ours by mid), and
-    // remembered in memory (its echo then dropped at intake) only once the note says `sent` with it, so a
-    // retry after a failure here finds its echo stored, not dropped, and never sends the part again.
-    if (set.mid) await this.rememberMid(db, agentId, set.mid);
-    await c.updateOne({ _id: noteId(agentId, key) }, { $set: set });
-    if (set.mid) this.noteSentHere(agentId, set.mid);
+    const complete = { filter: { _id: noteId(agentId, key) }, update: { $set: set } };
+    if (!set.mid) {
+      await c.updateOne(complete.filter, complete.update);
+      return;
+    }
+    // The mid is registered before the note is completed (an echo in between is ours by mid): one ordered
+    // command. It is remembered in memory (its echo then dropped at intake) only once the note says `sent`
+    // with it, so a retry after a failure here finds its echo stored, not dropped, and never sends the part
+    // again.
+    const register = {
+      filter: { _id: midId(agentId, set.mid) },
+      update: { $setOnInsert: { createdAt: new Date() } },
+      upsert: true,
+    };
+    try {
+      await c.bulkWrite([{ updateOne: register }, { updateOne: complete }] as never, { ordered: true });
+    } catch (err) {
+      // An echo's claim registered the mid meanwhile (its insert won the race): the note still needs completing.
+      if (!isDuplicateKey(err)) throw err;
+      await c.updateOne(complete.filter, complete.update);
+    }
+    this.noteSentHere(agentId, set.mid);
   }
 
   /**
@@ -209,9 +220,7 @@ export class OutboundRepo {
    * events that deduplicate redeliveries.
    */
   async sweep(db: Connection, olderThan: Date): Promise<number> {
-    const notes = await (await this.notes(db)).deleteMany({ createdAt: { $lt: olderThan } });
-    const mids = await (await this.mids(db)).deleteMany({ at: { $lt: olderThan } });
-    return notes.deletedCount + mids.deletedCount;
+    return (await (await this.notes(db)).deleteMany({ createdAt: { $lt: olderThan } })).deletedCount;
   }
 
   async find(db: Connection, agentId: string, key: string): Promise<OutboundNote | undefined> {

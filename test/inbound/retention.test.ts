@@ -27,8 +27,7 @@ test('when handled events, outbound notes and mids are older than the retention,
   const mid = (visitor: string) => h.graph.sent.find((s) => s.recipientId === visitor)!.messageId;
   const db = await tenantDb(h, a);
   const notes = db.collection('instagram_outbound');
-  const mids = db.collection('instagram_outbound_mids');
-  const midId = (visitor: string) => `${a.agentId}:${mid(visitor)}`;
+  const midId = (visitor: string) => `mid:${a.agentId}:${mid(visitor)}`; // beside the notes
 
   // Everything about the old visitor's DM is eight days old.
   const eightDaysAgo = new Date(Date.now() - 8 * DAY);
@@ -37,18 +36,18 @@ test('when handled events, outbound notes and mids are older than the retention,
     .collection(handledCollection(handledShard(handled!._id)))
     .updateOne({ _id: handled!._id as never }, { $set: { doneAt: eightDaysAgo } });
   await notes.updateMany({ userId: old }, { $set: { createdAt: eightDaysAgo } });
-  await mids.updateOne({ _id: midId(old) as never }, { $set: { at: eightDaysAgo } });
+  await notes.updateOne({ _id: midId(old) as never }, { $set: { createdAt: eightDaysAgo } });
 
   const removed = await h.t.deps.worker.sweep();
 
   expect(removed).toBe(3);
   expect(await h.t.deps.inbox.handledWhere({ 'event.mid': oldDm.message!.mid })).toEqual([]);
   expect(await notes.countDocuments({ userId: old })).toBe(0);
-  expect(await mids.countDocuments({ _id: midId(old) as never })).toBe(0);
+  expect(await notes.countDocuments({ _id: midId(old) as never })).toBe(0);
   // The recent DM's records stay: its redelivery is still recognised.
   expect(await h.t.deps.inbox.handledWhere({ 'event.mid': recentDm.message!.mid })).toHaveLength(1);
   expect(await notes.countDocuments({ userId: recent })).toBe(1);
-  expect(await mids.countDocuments({ _id: midId(recent) as never })).toBe(1);
+  expect(await notes.countDocuments({ _id: midId(recent) as never })).toBe(1);
   await h.deliver(a, [recentDm]);
   await h.drain();
   expect(h.graph.sent.filter((s) => s.recipientId === recent)).toHaveLength(1);

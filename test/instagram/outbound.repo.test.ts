@@ -36,6 +36,21 @@ test('when an echo claims an in-flight note, then later copies of that echo are 
   expect(await outbound.isOurs(db, 'agent_o', 'mid_1')).toBe(true);
 });
 
+test('when an echo registered the mid before the send completed its note, then the note is completed all the same', async () => {
+  const outbound = new OutboundRepo();
+  await outbound.begin(db, note('evt:5'));
+  // What a claim of the echo leaves when it registers the mid first: the completion's upsert then races it.
+  await db
+    .collection('instagram_outbound')
+    .insertOne({ _id: 'mid:agent_o:mid_5' as never, createdAt: new Date() });
+
+  await outbound.complete(db, 'agent_o', 'evt:5', { status: 'sent', mid: 'mid_5' });
+
+  expect(await outbound.find(db, 'agent_o', 'evt:5')).toMatchObject({ status: 'sent', mid: 'mid_5' });
+  expect(await outbound.isOurs(db, 'agent_o', 'mid_5')).toBe(true);
+  expect(await outbound.sentHere('agent_o', 'mid_5')).toBe(true);
+});
+
 test('when an echo comes while its note is being completed, then it waits for the note and is ours', async () => {
   const outbound = new OutboundRepo();
   await outbound.begin(db, note('evt:2'));
