@@ -314,16 +314,21 @@ function headItems(head: StreamDoc): [number, string][] {
   return entries.map((e, i) => [first + i, e]);
 }
 
-/** Adds items (`[seq, entry]`) of a stream to their pages. */
-async function writeItems(db: Connection, stream: string, items: [number, string][]): Promise<void> {
-  const byPage = new Map<number, string[]>();
-  for (const [seq, entry] of items) {
+/** Entries with their seqs (`[seq, entry]`) as page items, by page number. */
+function byPage(entries: [number, string][]): Map<number, string[]> {
+  const pages = new Map<number, string[]>();
+  for (const [seq, entry] of entries) {
     const k = L.pageNo(seq);
-    const list = byPage.get(k);
+    const list = pages.get(k);
     if (list) list.push(itemOf(seq, entry));
-    else byPage.set(k, [itemOf(seq, entry)]);
+    else pages.set(k, [itemOf(seq, entry)]);
   }
-  await Promise.all([...byPage].map(([k, list]) => addItems(db, L.pageId(stream, k), list)));
+  return pages;
+}
+
+/** Adds entries (`[seq, entry]`) of a stream to their pages. */
+async function writeItems(db: Connection, stream: string, entries: [number, string][]): Promise<void> {
+  await Promise.all([...byPage(entries)].map(([k, items]) => addItems(db, L.pageId(stream, k), items)));
 }
 
 /**
@@ -514,20 +519,13 @@ export class MessagesRepo {
       const res = await heads.updateOne({ _id, n }, { $set: { items: [] }, $inc: { n: entries.length } });
       if (res.matchedCount === 1) first = n + 1;
     }
-    const byPage = new Map<number, string[]>();
-    entries.forEach((entry, i) => {
-      const seq = first! + i;
-      const k = L.pageNo(seq);
-      const list = byPage.get(k);
-      if (list) list.push(itemOf(seq, entry));
-      else byPage.set(k, [itemOf(seq, entry)]);
-    });
+    const start = first;
     // A page wholly above the head's old `n` can only be new (unless a crashed import of these began it).
     const fresh: StreamDoc[] = [];
     const grow: [string, string[]][] = [];
-    for (const [k, items] of byPage) {
+    for (const [k, items] of byPage(entries.map((entry, i) => [start + i, entry]))) {
       const pageId = L.pageId(stream, k);
-      if (Math.max(1, k * PAGE_SIZE) >= first!) fresh.push({ _id: pageId, items });
+      if (Math.max(1, k * PAGE_SIZE) >= start) fresh.push({ _id: pageId, items });
       else grow.push([pageId, items]);
     }
     const byShard = new Map<number, StreamDoc[]>();
