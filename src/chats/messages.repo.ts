@@ -91,6 +91,7 @@ export const messageLayout = {
   agentStream: (agentId: string) => `a:${enc(agentId)}`,
   userStream: (agentId: string, userId: string) => `u:${enc(agentId)}:${enc(userId)}`,
   headId: (stream: string) => `h:${stream}`,
+  streamOfHead: (headId: string) => headId.slice('h:'.length),
   pageNo: (seq: number) => Math.floor(seq / PAGE_SIZE),
   pageId: (stream: string, pageNo: number) => `p:${stream}:${pageNo}`,
   /** Which of the SHARDS collections holds a head or page: by a hash of its `_id`. */
@@ -303,7 +304,7 @@ async function rollHead(db: Connection, heads: mongo.Collection<StreamDoc>, _id:
   const head = await heads.findOne({ _id });
   const entries = head?.items ?? [];
   if (!head?.n || entries.length === 0) return;
-  await writeItems(db, _id.slice(2), headItems(head));
+  await writeItems(db, L.streamOfHead(_id), headItems(head));
   await heads.updateOne({ _id, n: head.n }, { $set: { items: [] } });
 }
 

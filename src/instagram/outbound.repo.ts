@@ -46,6 +46,12 @@ schema.index({ createdAt: 1 }); // retention sweep
  * fields, so no query for notes matches them; they are swept with the notes.
  */
 const midId = (agentId: string, mid: string) => `mid:${agentId}:${mid}`;
+/** The write that registers a mid (an upsert: registering it twice leaves one entry). */
+const midRegistration = (agentId: string, mid: string) => ({
+  filter: { _id: midId(agentId, mid) },
+  update: { $setOnInsert: { createdAt: new Date() } },
+  upsert: true,
+});
 
 /** How long an in-flight or uncertain send may still be matched to an echo by its text. */
 const MATCH_WINDOW_MS = 60 * 60_000;
@@ -94,9 +100,11 @@ export class OutboundRepo {
   }
 
   private async rememberMid(db: Connection, agentId: string, mid: string): Promise<void> {
+    const { filter, update, upsert } = midRegistration(agentId, mid);
     try {
-      await (await this.notes(db)).insertOne({ _id: midId(agentId, mid), createdAt: new Date() } as never);
+      await (await this.notes(db)).updateOne(filter, update, { upsert });
     } catch (err) {
+      // Two registrations raced to insert it: it is registered.
       if (!isDuplicateKey(err)) throw err;
     }
   }
@@ -166,13 +174,13 @@ export class OutboundRepo {
     // command. It is remembered in memory (its echo then dropped at intake) only once the note says `sent`
     // with it, so a retry after a failure here finds its echo stored, not dropped, and never sends the part
     // again.
-    const register = {
-      filter: { _id: midId(agentId, set.mid) },
-      update: { $setOnInsert: { createdAt: new Date() } },
-      upsert: true,
-    };
     try {
-      await c.bulkWrite([{ updateOne: register }, { updateOne: complete }] as never, { ordered: true });
+      await c.bulkWrite(
+        [{ updateOne: midRegistration(agentId, set.mid) }, { updateOne: complete }] as never,
+        {
+          ordered: true,
+        },
+      );
     } catch (err) {
       // An echo's claim registered the mid meanwhile (its insert won the race): the note still needs completing.
       if (!isDuplicateKey(err)) throw err;
