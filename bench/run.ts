@@ -30,6 +30,7 @@ const baseOpts = {
   rounds: Number(args.get('rounds') ?? (quick ? 2 : 3)),
   roundMs: quick ? 2000 : 3000,
   turnsPerUser: quick ? 2 : 3,
+  turnSamples: quick ? 50 : 300,
   readsTurns: Number(args.get('reads-turns') ?? (quick ? 20_000 : 100_000)),
   readsUsers: quick ? 1000 : 5000,
   soakEvents: Number(args.get('soak') ?? (quick ? 2_000 : 100_000)),

@@ -17,13 +17,17 @@ export interface Proc {
 const ROOT = path.join(__dirname, '..', '..');
 
 export async function startConnector(env: Record<string, string>): Promise<Proc> {
-  return startProc(process.execPath, [path.join(ROOT, 'dist', 'main.js')], {
-    NODE_ENV: 'test',
-    PORT: '0',
-    LOG_LEVEL: 'info',
-    HUMAN_TAKEOVER_MINUTES: '60',
-    ...env,
-  });
+  return startProc(
+    process.execPath,
+    [...(process.env.BENCH_NODE_ARGS?.split(' ') ?? []), path.join(ROOT, 'dist', 'main.js')],
+    {
+      NODE_ENV: 'test',
+      PORT: '0',
+      LOG_LEVEL: 'info',
+      HUMAN_TAKEOVER_MINUTES: '60',
+      ...env,
+    },
+  );
 }
 
 /** bench/baseline-server.ts; `env` adds the turn baseline's settings (see there). */
