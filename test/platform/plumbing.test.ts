@@ -98,6 +98,10 @@ describe('failures inside', () => {
     expect(line).toBeDefined();
     expect(line.reqId).toBe('req-500-test');
     expect(line.level).toBe(50);
+    const access = broken.logs
+      .map((l) => JSON.parse(l))
+      .find((l) => l.reqId === 'req-500-test' && l.res?.statusCode === 500);
+    expect(access).toMatchObject({ level: 50, msg: 'request errored', req: { method: 'GET' } });
   });
 
   test('when the database is unreachable, then readyz answers 503', async () => {
@@ -130,6 +134,21 @@ test('the access log line names its request id once, the id the response carries
   // A key written twice is valid-looking JSON that log pipelines read differently (first or last wins).
   expect(line!.match(/"reqId":/g)).toHaveLength(1);
   expect(JSON.parse(line!)).toMatchObject({ reqId: 'req-access-line', res: { statusCode: 200 } });
+});
+
+test('the access line names the path without its query string, where the verify token travels', async () => {
+  await t
+    .http()
+    .get('/healthz?hub.mode=subscribe&hub.verify_token=verify-token-in-query')
+    .set('X-Request-Id', 'req-query');
+  const line = t.logs.find((l) => l.includes('req-query') && l.includes('"statusCode"'));
+  expect(JSON.parse(line!)).toMatchObject({
+    msg: 'request completed',
+    level: 30,
+    req: { method: 'GET', path: '/healthz' },
+    responseTime: expect.any(Number),
+  });
+  expect(t.logs.join('\n')).not.toContain('verify-token-in-query');
 });
 
 test('when the client goes away before the answer, then the access line still names the request id', async () => {
