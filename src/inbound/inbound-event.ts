@@ -221,6 +221,8 @@ function millis(v: unknown): number | undefined {
 
 /** Drops undefined optional fields so stored documents carry no `null`s. */
 function strip(event: InboundEvent): InboundEvent {
-  for (const k of Object.keys(event) as (keyof InboundEvent)[]) if (event[k] === undefined) delete event[k];
-  return event;
+  // A copy, not `delete`: an object that lost properties turns into a slow dictionary for V8.
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(event)) if (v !== undefined) out[k] = v;
+  return out as unknown as InboundEvent;
 }

@@ -29,6 +29,10 @@ export function instagramRouter(deps: Deps): Router {
   const op = operatorController(deps.operator);
 
   const r = Router({ mergeParams: true });
+  // Meta's calls first: every DM and every echo is a POST /webhook, and each route before it is matched
+  // in vain.
+  r.get('/webhook', meta, c.verifyWebhook);
+  r.post('/webhook', meta, c.receiveWebhook);
   r.post('/connect', admin, validate(connectSchema), c.connect);
   r.get('/status', user, c.status);
   r.post('/send', admin, validate(sendSchema), op.send);
@@ -37,7 +41,5 @@ export function instagramRouter(deps: Deps): Router {
   r.post('/conversations/:userId/pause', admin, validate(pauseSchema), op.pause);
   r.post('/conversations/:userId/resume', admin, validate(resumeSchema), op.resume);
   r.post('/disconnect', admin, validate(noBody), c.disconnect);
-  r.get('/webhook', meta, c.verifyWebhook);
-  r.post('/webhook', meta, c.receiveWebhook);
   return r;
 }
