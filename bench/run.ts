@@ -7,7 +7,7 @@ import { fmt, ratio, type Figure } from './lib/stats';
 
 /**
  * `npm run bench [-- --db=ferretdb,mongo-java|uri] [--quick] [--only=intake,turns,reads,soak,scale,commands]
- *                 [--rounds=N] [--soak=EVENTS] [--soak-minutes=M] [--reads-turns=N]`
+ *                 [--rounds=N] [--turn-samples=N] [--soak=EVENTS] [--soak-minutes=M] [--reads-turns=N]`
  *
  * Starts each database, the connector as its own process(es) (`node dist/main.js`), and the loopback Graph
  * and Retell simulators; runs the scenarios of issue 7 with a warm-up and several rounds; prints a table
@@ -30,7 +30,7 @@ const baseOpts = {
   rounds: Number(args.get('rounds') ?? (quick ? 2 : 3)),
   roundMs: quick ? 2000 : 3000,
   turnsPerUser: quick ? 2 : 3,
-  turnSamples: quick ? 50 : 300,
+  turnSamples: Number(args.get('turn-samples') ?? (quick ? 50 : 300)),
   readsTurns: Number(args.get('reads-turns') ?? (quick ? 20_000 : 100_000)),
   readsUsers: quick ? 1000 : 5000,
   soakEvents: Number(args.get('soak') ?? (quick ? 2_000 : 100_000)),
