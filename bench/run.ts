@@ -4,6 +4,7 @@ import path from 'node:path';
 import { startDb, type DbKind } from './lib/databases';
 import { commands, intake, reads, scaleOut, soak, turns, type Figures, type Opts } from './lib/scenarios';
 import { fmt, ratio, type Figure } from './lib/stats';
+import { FERRETDB_SQLITE_POOL_SIZE } from '../src/db/mongo';
 
 /**
  * `npm run bench [-- --db=ferretdb,mongo-java|uri] [--quick] [--only=intake,turns,reads,soak,scale,commands]
@@ -75,7 +76,14 @@ async function main(): Promise<void> {
       continue;
     }
     log(`database: ${db.version} at ${db.uri}`);
-    const o: Opts = { ...baseOpts, serverUri: db.uri, dbPid: db.pid, log: (l) => log(`${kind} ${l}`) };
+    const o: Opts = {
+      ...baseOpts,
+      serverUri: db.uri,
+      dbPid: db.pid,
+      // As `npm start` connects to the FerretDB it starts itself (src/db/mongo.ts).
+      connectorPool: kind === 'ferretdb' ? FERRETDB_SQLITE_POOL_SIZE : undefined,
+      log: (l) => log(`${kind} ${l}`),
+    };
     const before = earlier.find((r) => r.db === kind && r.scenarios);
     const scenarios: Record<string, Figures> = { ...before?.scenarios };
     const ranWith: Record<string, unknown> = { ...before?.ranWith };

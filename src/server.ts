@@ -5,7 +5,7 @@ import jwt from 'jsonwebtoken';
 import { ConfigError, type Config } from './config';
 import { createApp } from './app';
 import { buildDeps, destroyDeps, type Deps, type DepsOverrides } from './deps';
-import { connectPlatform } from './db/mongo';
+import { connectPlatform, FERRETDB_SQLITE_POOL_SIZE } from './db/mongo';
 import { startEmbeddedServer, type RunningServer } from './db/embedded-server';
 import { normaliseError } from './http/error-handler';
 import type { Logger } from './lib/logger';
@@ -45,7 +45,10 @@ export async function startServer(
     uri = `${embedded.uri}/platform`;
     logger.info({ kind: embedded.kind, uri, dataDir: config.dataDir }, 'embedded database started');
   }
-  const platformDb = await connectPlatform(uri);
+  const platformDb = await connectPlatform(uri, {
+    maxPoolSize: embedded?.kind === 'ferretdb' ? FERRETDB_SQLITE_POOL_SIZE : undefined,
+  });
+  logger.info({ maxPoolSize: platformDb.getClient().options.maxPoolSize }, 'database connected');
   const deps = buildDeps(config, logger, platformDb, o.overrides);
   const app = createApp(deps, o.routers);
   const server = http.createServer(app);

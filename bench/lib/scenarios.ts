@@ -28,6 +28,8 @@ export interface Opts {
   soakEvents: number;
   soakBudgetMs: number;
   serverUri: string;
+  /** The connector's pool size on this database, as the embedded default chooses it (FerretDB: 2). */
+  connectorPool?: number;
   /** The database server's process, when the bench started it: its CPU per turn is reported. */
   dbPid?: number;
   log(line: string): void;
@@ -43,7 +45,7 @@ const dbName = (s: string) => `bench_${s}_${process.pid}_${++dbCounter}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function withWorld<T>(o: Opts, name: string, fn: (w: World) => Promise<T>): Promise<T> {
-  const w = new World(o.serverUri, dbName(name));
+  const w = new World(o.serverUri, dbName(name), o.connectorPool);
   await w.start();
   try {
     return await fn(w);
@@ -321,7 +323,10 @@ export async function turns(o: Opts, userCounts = [1, 16, 64], delays = [0, 800]
       try {
         // directConnection: a driver that discovered a replica set's members would go past the relay.
         await count('', (uri) =>
-          startConnector({ ...w.connectorEnv(), MONGODB_URI: `${uri}/${w.dbName}?directConnection=true` }),
+          startConnector({
+            ...w.connectorEnv(),
+            MONGODB_URI: `${uri}/${w.dbName}?directConnection=true${o.connectorPool ? `&maxPoolSize=${o.connectorPool}` : ''}`,
+          }),
         );
         await count('baseline.', (uri) => startBare(uri, '?directConnection=true'));
       } catch (err) {

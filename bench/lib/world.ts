@@ -48,6 +48,8 @@ export class World {
   constructor(
     readonly serverUri: string,
     readonly dbName: string,
+    /** The connector's `maxPoolSize`, when the database wants another than the connector's default. */
+    readonly connectorPool?: number,
   ) {}
 
   get dbUri() {
@@ -123,7 +125,7 @@ export class World {
 
   connectorEnv(): Record<string, string> {
     return {
-      MONGODB_URI: this.dbUri,
+      MONGODB_URI: this.connectorPool ? `${this.dbUri}?maxPoolSize=${this.connectorPool}` : this.dbUri,
       JWT_SECRET,
       TOKEN_ENCRYPTION_KEY: ENCRYPTION_KEY,
       META_GRAPH_URL: this.graph.metaGraphUrl,

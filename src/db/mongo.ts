@@ -6,13 +6,33 @@ import mongoose, { type Connection, type Model, type Schema, type mongo } from '
 // made on the default mongoose instance, so this one setting covers them all.
 mongoose.set('skipOriginalStackTraces', true);
 
-/** The platform database: the one named in the URI, `platform` when the URI names none. */
-export async function connectPlatform(uri: string): Promise<Connection> {
+/**
+ * Connections to FerretDB on SQLite. Every connection that writes races for SQLite's one write lock, and
+ * the loser sleeps in SQLite's busy handler for longer and longer (up to 100 ms a try): with 50 connections
+ * some writes waited many seconds. With two, the driver queues the commands in order
+ * (docs/PERFORMANCE.md, session 8, 16 users: with 50 connections 3.3–5.0 turns/s and p99 2.6–2.8 s; with
+ * 2 or 4, 10.6–14.0 turns/s and p99 1.2–1.6 s).
+ */
+export const FERRETDB_SQLITE_POOL_SIZE = 2;
+
+/**
+ * The driver's pool size for `uri`: the URI's own `maxPoolSize` when it has one (the operator's choice; the
+ * driver would let an option given in code override it), otherwise `fallback`.
+ */
+export function poolSizeOption(uri: string, fallback: number): { maxPoolSize?: number } {
+  return /[?&]maxPoolSize=/i.test(uri) ? {} : { maxPoolSize: fallback };
+}
+
+/**
+ * The platform database: the one named in the URI, `platform` when the URI names none. `maxPoolSize`
+ * (default 50) unless the URI sets one.
+ */
+export async function connectPlatform(uri: string, opts: { maxPoolSize?: number } = {}): Promise<Connection> {
   const hasDbName = /^mongodb(\+srv)?:\/\/[^/]+\/[^/?]+/.test(uri);
   const conn = mongoose.createConnection(uri, {
     dbName: hasDbName ? undefined : 'platform',
     serverSelectionTimeoutMS: 10_000,
-    maxPoolSize: 50,
+    ...poolSizeOption(uri, opts.maxPoolSize ?? 50),
     autoIndex: true,
   });
   await conn.asPromise();

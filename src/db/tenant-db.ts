@@ -1,4 +1,5 @@
 import mongoose, { type Connection } from 'mongoose';
+import { poolSizeOption } from './mongo';
 
 /**
  * Subaccount databases. Most live on the platform's server (`useDb`, sharing its pool); a subaccount with
@@ -25,7 +26,11 @@ export class TenantDatabases {
       return conn;
     }
     conn = mongoose
-      .createConnection(mongodbUri, { dbName: name, serverSelectionTimeoutMS: 10_000, maxPoolSize: 10 })
+      .createConnection(mongodbUri, {
+        dbName: name,
+        serverSelectionTimeoutMS: 10_000,
+        ...poolSizeOption(mongodbUri, 10),
+      })
       .asPromise();
     this.external.set(key, conn);
     conn.catch(() => this.external.delete(key));
