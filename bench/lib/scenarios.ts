@@ -325,7 +325,7 @@ export async function turns(o: Opts, userCounts = [1, 16, 64], delays = [0, 800]
         await count('', (uri) =>
           startConnector({
             ...w.connectorEnv(),
-            MONGODB_URI: `${uri}/${w.dbName}?directConnection=true${o.connectorPool ? `&maxPoolSize=${o.connectorPool}` : ''}`,
+            MONGODB_URI: w.connectorUri(uri, ['directConnection=true']),
           }),
         );
         await count('baseline.', (uri) => startBare(uri, '?directConnection=true'));

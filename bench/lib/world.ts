@@ -55,6 +55,11 @@ export class World {
   get dbUri() {
     return `${this.serverUri}/${this.dbName}`;
   }
+  /** The connector's `MONGODB_URI`: its database on `serverUri`, with its pool size and `params`. */
+  connectorUri(serverUri = this.serverUri, params: string[] = []): string {
+    const query = [...params, ...(this.connectorPool ? [`maxPoolSize=${this.connectorPool}`] : [])];
+    return `${serverUri}/${this.dbName}${query.length ? `?${query.join('&')}` : ''}`;
+  }
   /** Where the baselines (bench/baseline-server.ts) write. */
   get baselineDbName() {
     return `${this.dbName}_baseline`;
@@ -125,7 +130,7 @@ export class World {
 
   connectorEnv(): Record<string, string> {
     return {
-      MONGODB_URI: this.connectorPool ? `${this.dbUri}?maxPoolSize=${this.connectorPool}` : this.dbUri,
+      MONGODB_URI: this.connectorUri(),
       JWT_SECRET,
       TOKEN_ENCRYPTION_KEY: ENCRYPTION_KEY,
       META_GRAPH_URL: this.graph.metaGraphUrl,
