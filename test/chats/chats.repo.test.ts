@@ -10,9 +10,9 @@ beforeAll(async () => {
 });
 afterAll(() => dropTestDatabase(db));
 
-async function aChat(repo = chats, on = db): Promise<string> {
+async function aChat(repo = chats): Promise<string> {
   const chatId = `chat_${Math.random().toString(16).slice(2)}`;
-  await repo.create(on, {
+  await repo.create(db, {
     chat_id: chatId,
     agent_id: 'agent_1',
     subaccountId: 'sub_1',
