@@ -40,7 +40,10 @@ export class WebhookService {
           401,
         );
       }
-    } else if (this.d.requireSignature) {
+    } else if (this.d.requireSignature && connection) {
+      // Without a connection there is no secret to check with and nothing will be stored: a disconnected
+      // account's deliveries are acknowledged below, or Meta would retry them (and may at length disable
+      // the app's webhook, which other connected accounts share).
       throw new AppError(
         'WEBHOOK_SIGNATURE_INVALID',
         'No app secret is configured to verify webhooks (set META_APP_SECRET or connect with appSecret)',

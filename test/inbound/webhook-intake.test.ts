@@ -178,6 +178,29 @@ describe('production without any app secret', () => {
   });
 });
 
+describe('production, after a disconnect, with no META_APP_SECRET', () => {
+  test('when Meta delivers to the disconnected agent, then 200 and nothing stored (no secret is left to check with, and a 401 would make Meta retry)', async () => {
+    const prod = await startHarness({ NODE_ENV: 'production' });
+    try {
+      const agent = await prod.connectAgent();
+      await prod.t.http().post(agent.path('disconnect')).set(agent.admin).send({}).expect(200);
+
+      const res = await prod.deliver(
+        agent,
+        [anInstagramDm({ userId: prod.aVisitor(), accountId: agent.accountId })],
+        { secret: null },
+      );
+
+      expect(res.status).toBe(200);
+      expect(res.body.data).toEqual({ received: 1, stored: 0 });
+      const inbox = prod.t.platformDb.collection('instagram_inbound_events');
+      expect(await inbox.countDocuments({ agentId: agent.agentId })).toBe(0);
+    } finally {
+      await prod.close();
+    }
+  });
+});
+
 describe('the inbox', () => {
   test('when events are handled, then they leave the inbox for the handled collection, and a later redelivery is dropped there', async () => {
     const visitor = h.aVisitor();
