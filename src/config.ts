@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import Joi from 'joi';
+import { ConnectionString } from 'mongodb-connection-string-url';
 
 /**
  * The only reader of `process.env`. Every variable is validated once, at start-up; a bad value stops the
@@ -54,7 +55,16 @@ const schema = Joi.object({
   PORT: Joi.number().integer().min(0).max(65535).default(3000).description('HTTP port'),
   DATA_DIR: Joi.string().default('.data').description('embedded database and generated development secrets'),
   MONGODB_URI: Joi.string()
-    .uri({ scheme: ['mongodb', 'mongodb+srv'] })
+    // The driver's own parser: Joi's uri() refuses a replica set's host list (`h1:27017,h2:27017`).
+    .custom((value: string, helpers) => {
+      try {
+        new ConnectionString(value);
+        return value;
+      } catch {
+        return helpers.error('any.invalid');
+      }
+    })
+    .messages({ 'any.invalid': '{{#label}} must be a mongodb:// or mongodb+srv:// connection string' })
     .description('platform database; embedded when absent'),
   JWT_SECRET: Joi.string().min(16).description('HS256 secret of the platform bearer tokens'),
   TOKEN_ENCRYPTION_KEY: key.description('32-byte key that encrypts Instagram tokens at rest'),

@@ -44,12 +44,21 @@ test.each([
   ['TOKEN_ENCRYPTION_KEY', 'c2hvcnQ='],
   ['TOKEN_ENCRYPTION_KEY', 'ab'.repeat(31)],
   ['MONGODB_URI', 'not a url'],
+  ['MONGODB_URI', 'http://db.example:27017/platform'],
   ['PUBLIC_BASE_URL', 'ftp://x'],
   ['PORT', 'eighty'],
   ['META_GRAPH_VERSION', '25'],
   ['JWT_SECRET', 'short'],
 ])('when %s is %p, then start-up is refused naming it', (name, value) => {
   expect(refusal({ ...prod, [name]: value })).toMatch(new RegExp(`^Invalid ${name}`));
+});
+
+test.each([
+  'mongodb://db1:27017,db2:27017,db3:27017/platform?replicaSet=rs0',
+  'mongodb+srv://user:pass@cluster0.example.net/platform?retryWrites=true',
+  'mongodb://user:p%40ss@db.example/platform?authSource=admin',
+])('when MONGODB_URI is %p (a form the driver takes), then start-up accepts it', (uri) => {
+  expect(loadConfig({ ...prod, MONGODB_URI: uri }).mongodbUri).toBe(uri);
 });
 
 test('a 64-hex-character key is accepted as well as base64', () => {
