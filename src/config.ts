@@ -16,6 +16,8 @@ export interface Config {
   /** Undefined means: start the embedded database. */
   readonly mongodbUri: string | undefined;
   readonly jwtSecret: string;
+  /** True when JWT_SECRET was not given and a development secret under DATA_DIR signs the tokens. */
+  readonly jwtSecretGenerated: boolean;
   readonly tokenEncryptionKey: Buffer;
   /** Older keys, by key id, so values encrypted before a rotation stay readable. */
   readonly tokenEncryptionKeyPrevious: Buffer | undefined;
@@ -159,6 +161,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dataDir,
     mongodbUri: v.MONGODB_URI as string | undefined,
     jwtSecret: (v.JWT_SECRET as string | undefined) ?? dev!.jwtSecret,
+    jwtSecretGenerated: v.JWT_SECRET === undefined,
     tokenEncryptionKey: parseKey((v.TOKEN_ENCRYPTION_KEY as string | undefined) ?? dev!.tokenEncryptionKey)!,
     tokenEncryptionKeyPrevious: v.TOKEN_ENCRYPTION_KEY_PREVIOUS
       ? parseKey(v.TOKEN_ENCRYPTION_KEY_PREVIOUS as string)

@@ -1,7 +1,7 @@
 import { loadConfig } from './config';
 import { createLogger } from './lib/logger';
 import {
-  devSuperAdminToken,
+  devTokenBanner,
   loadConfigOrExit,
   logUnhandledRejections,
   startServer,
@@ -16,10 +16,9 @@ async function main(): Promise<void> {
 
   const running = await startServer(config, logger);
 
-  if (config.nodeEnv === 'development') {
-    // Printed, not logged: a convenience for local development only.
-    process.stdout.write(`\nDevelopment super_admin token (12 h):\n${devSuperAdminToken(config)}\n\n`);
-  }
+  // Printed, not logged: a convenience for local development only.
+  const banner = devTokenBanner(config);
+  if (banner) process.stdout.write(banner);
   stopOnSignals(logger, () => running.stop());
 }
 

@@ -108,6 +108,16 @@ export function stopOnSignals(logger: Logger, stop: () => Promise<void>): void {
   process.on('SIGINT', () => void onSignal('SIGINT'));
 }
 
+/**
+ * What `npm start` prints for local development: a `super_admin` token, only when the process signs with
+ * a secret it generated itself. With a JWT_SECRET given (the platform's), nothing is printed, even when
+ * NODE_ENV was left unset: such a token would open every tenant, and stdout usually ends in a log store.
+ */
+export function devTokenBanner(config: Config): string | undefined {
+  if (config.nodeEnv !== 'development' || !config.jwtSecretGenerated) return undefined;
+  return `\nDevelopment super_admin token (12 h):\n${devSuperAdminToken(config)}\n\n`;
+}
+
 /** A development-only `super_admin` token, signed with the configured secret. */
 export function devSuperAdminToken(config: Config, userId = 'dev-admin'): string {
   return jwt.sign({ userId, role: 'super_admin' }, config.jwtSecret, {

@@ -1,7 +1,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import jwt from 'jsonwebtoken';
 import { loadConfig, ConfigError } from '../../src/config';
+import { devTokenBanner } from '../../src/server';
 
 const KEY = Buffer.alloc(32, 1).toString('base64');
 const prod = {
@@ -75,4 +77,21 @@ test('when development lacks secrets, then they are generated once and kept unde
   expect(second.jwtSecret).toBe(first.jwtSecret);
   expect(second.tokenEncryptionKey.equals(first.tokenEncryptionKey)).toBe(true);
   expect(fs.statSync(path.join(dir, 'dev-secrets.json')).mode & 0o077).toBe(0);
+});
+
+describe('the development token printed at start-up', () => {
+  const dataDir = () => fs.mkdtempSync(path.join(os.tmpdir(), 'cfg-'));
+
+  test('when the process generated its JWT secret, then a super_admin token signed with it is printed', () => {
+    const config = loadConfig({ DATA_DIR: dataDir() });
+    const banner = devTokenBanner(config)!;
+    const token = banner.trim().split('\n').pop()!;
+    expect(jwt.verify(token, config.jwtSecret)).toMatchObject({ role: 'super_admin' });
+  });
+
+  test('when JWT_SECRET is given and NODE_ENV left unset, then no token is printed', () => {
+    const config = loadConfig({ DATA_DIR: dataDir(), JWT_SECRET: 'the-platform-jwt-secret' });
+    expect(config.nodeEnv).toBe('development');
+    expect(devTokenBanner(config)).toBeUndefined();
+  });
 });
