@@ -93,18 +93,16 @@ export class MessagingService {
     conn: InstagramConnection,
     m: { key: string; agentId: string; userId: string; threadKey: string; text: string },
   ): Promise<{ mid: string; failed?: undefined } | { failed: string; mid?: undefined }> {
-    const note = await this.d.outbound.begin(db, {
+    const { note, created } = await this.d.outbound.begin(db, {
       key: m.key,
       agentId: m.agentId,
       userId: m.userId,
       text: m.text,
     });
     if (note.status === 'sent' && note.mid) return { mid: note.mid };
-    if (
-      note.status === 'uncertain' ||
-      (note.status === 'sending' && Date.now() - note.createdAt.getTime() > 1000)
-    ) {
-      // A previous attempt may have delivered it (an ambiguous error, or a crash mid-send): look for its echo.
+    if (!created && (note.status === 'uncertain' || note.status === 'sending')) {
+      // A previous attempt may have delivered it (an ambiguous error, a crash mid-send, or a send whose
+      // record failed, however recently): look for its echo before sending again.
       const echoed = await this.d.findEcho(m.threadKey, m.text, note.createdAt.getTime() - 60_000);
       if (echoed) {
         await this.d.outbound.complete(db, m.agentId, m.key, { status: 'sent', mid: echoed });

@@ -116,14 +116,14 @@ export class OutboundRepo {
   }
 
   /**
-   * Notes a send about to happen; returns the existing note when this key was noted before (a retry).
-   * A plain insert, which the unique `_id` refuses for a repeat: the first attempt, by far the common
-   * case, needs no query.
+   * Notes a send about to happen; returns the existing note when this key was noted before (a retry),
+   * with `created: false`. A plain insert, which the unique `_id` refuses for a repeat: the first attempt,
+   * by far the common case, needs no query.
    */
   async begin(
     db: Connection,
     note: Pick<OutboundNote, 'key' | 'agentId' | 'userId' | 'text' | 'attachmentUrl'>,
-  ): Promise<OutboundNote> {
+  ): Promise<{ note: OutboundNote; created: boolean }> {
     const c = await this.notes(db);
     const fresh: OutboundNote = {
       _id: noteId(note.agentId, note.key),
@@ -133,11 +133,11 @@ export class OutboundRepo {
     };
     try {
       await c.insertOne(fresh);
-      return fresh;
+      return { note: fresh, created: true };
     } catch (err) {
       if (!isDuplicateKey(err)) throw err;
     }
-    return (await c.findOne({ _id: fresh._id })) as unknown as OutboundNote;
+    return { note: (await c.findOne({ _id: fresh._id })) as unknown as OutboundNote, created: false };
   }
 
   /** Completes the note; while its writes run, `sentHere` for its mid waits for them (registered at once). */

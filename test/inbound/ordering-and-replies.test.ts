@@ -163,6 +163,25 @@ describe('replies', () => {
 });
 
 describe('failures on the way', () => {
+  test('when a reply went out but recording it failed, then the retry at once finds its echo and does not send it again', async () => {
+    const visitor = h.aVisitor();
+    const complete = jest
+      .spyOn(h.t.deps.inbound.outbound, 'complete')
+      .mockImplementationOnce(() => Promise.reject(new Error('connection reset by the database')));
+    let completions: number;
+    try {
+      await h.deliver(a, [anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'record me' })]);
+      await h.drain();
+    } finally {
+      completions = complete.mock.calls.length;
+      complete.mockRestore();
+    }
+    expect(completions).toBeGreaterThanOrEqual(2); // the one that failed, and the retry's
+    expect(sentTo(visitor).map((s) => s.message.text)).toEqual(['Echo: record me']);
+    const agentTurns = (await turnsOf()).filter((t) => t.role === 'agent' && t.content === 'Echo: record me');
+    expect(agentTurns).toHaveLength(1);
+  });
+
   test('when Retell answers 500 then 503 then succeeds, then the visitor is answered once', async () => {
     h.retell.failNext('/create-chat-completion', [
       { status: 500, headers: { 'retry-after-ms': '0' } },
