@@ -249,6 +249,20 @@ export class InboxRepo {
     return out.slice(0, limit);
   }
 
+  /**
+   * The thread's pending events due before `until` wait until then: its oldest event is to be retried at
+   * `until`, and the ones behind it cannot go first (per-user order). Without this the thread stays "due"
+   * through them, and every poll claims it, finds its head not due and lets it go, until the retry.
+   */
+  async deferThread(threadKey: string, until: Date): Promise<void> {
+    await (
+      await this.eventCollection()
+    ).updateMany(
+      { threadKey, status: 'pending', availableAt: { $lt: until } },
+      { $set: { availableAt: until } },
+    );
+  }
+
   /** The oldest `limit` pending events of a thread (by Meta's timestamp), due or not. */
   async pendingOfThread(threadKey: string, limit: number): Promise<StoredEvent[]> {
     return (await this.eventCollection())

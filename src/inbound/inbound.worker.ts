@@ -186,7 +186,12 @@ export class InboundWorker {
         const batch = await this.inbox.pendingOfThread(threadKey, THREAD_BATCH);
         more = batch.length === THREAD_BATCH;
         for (const next of batch) {
-          if (next.availableAt.getTime() > Date.now()) return;
+          if (next.availableAt.getTime() > Date.now()) {
+            // Held back by its oldest event's retry: the events behind it wait as long, so no poll
+            // claims the thread again before then.
+            await this.inbox.deferThread(threadKey, next.availableAt);
+            return;
+          }
           if (Date.now() - renewedAt >= every) await renew();
           if (lost) return;
           if (!(await this.handleOne(next))) return;

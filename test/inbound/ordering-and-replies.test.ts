@@ -163,6 +163,33 @@ describe('replies', () => {
 });
 
 describe('failures on the way', () => {
+  test("when a thread's oldest event waits for its retry, then the thread is not claimed over and over meanwhile, and order is kept", async () => {
+    const visitor = h.aVisitor();
+    const thread = threadKeyOf(a.sub.id, a.agentId, visitor);
+    const t0 = Date.now();
+    const dms = [1, 2].map((i) =>
+      anInstagramDm({ userId: visitor, accountId: a.accountId, text: `later ${i}`, timestamp: t0 + i }),
+    );
+    const { worker, inbox } = h.t.deps;
+    await worker.stop(); // both stored before any is handled
+    const claims = jest.spyOn(inbox, 'acquireLease');
+    let claimsOfThread: number;
+    try {
+      for (const dm of dms) expect((await h.deliver(a, [dm])).status).toBe(200);
+      const [oldest] = await inbox.pendingOfThread(thread, 10);
+      // The first failed once and is to be retried in 1 s; the second is due now, behind it.
+      await inbox.retryLater(oldest!._id, 1, new Date(Date.now() + 1000), 'Retell 503');
+      await h.drain(); // polls every few ms until both are answered
+    } finally {
+      claimsOfThread = claims.mock.calls.filter(([key]) => key === thread).length;
+      claims.mockRestore();
+      worker.start();
+    }
+    expect(sentTo(visitor).map((s) => s.message.text)).toEqual(['Echo: later 1', 'Echo: later 2']);
+    // Once when it is found held back, once when the retry is due (and perhaps once for the echoes).
+    expect(claimsOfThread).toBeLessThanOrEqual(4);
+  });
+
   test('when a reply went out but recording it failed, then the retry at once finds its echo and does not send it again', async () => {
     const visitor = h.aVisitor();
     const complete = jest
