@@ -29,6 +29,9 @@ export function createApp(deps: Deps, extraRouters: Router[] = []): Express {
       },
     }),
   );
+  // Any other body is read too, as bytes, so the 1 MB limit (413) holds whatever its Content-Type; a route
+  // then refuses it as not JSON (validate).
+  app.use(express.raw({ type: () => true, limit: '1mb' }));
 
   app.get('/healthz', (_req, res) => {
     res.json({ success: true, data: { status: 'ok' } });

@@ -26,7 +26,13 @@ export function validate(schema: RouteSchema): RequestHandler {
     for (const part of ['params', 'query', 'body'] as const) {
       const s = schema[part];
       if (!s) continue;
-      const input = part === 'body' ? (req.body ?? {}) : req[part];
+      // A body that came in other than as JSON was read as bytes (for its size limit, see app.ts).
+      const bytes = part === 'body' && Buffer.isBuffer(req.body) ? (req.body as Buffer) : undefined;
+      if (bytes?.length) {
+        details.push({ field: 'body', message: 'must be JSON, sent with Content-Type: application/json' });
+        continue;
+      }
+      const input = part === 'body' ? (bytes ? {} : (req.body ?? {})) : req[part];
       const { error, value } = s.validate(input, {
         abortEarly: false,
         allowUnknown: part === 'params',

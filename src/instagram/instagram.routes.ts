@@ -3,7 +3,7 @@ import type { Deps } from '../deps';
 import { authenticate, requireRole } from '../http/auth';
 import { requireSubaccountAccess, resolveTenant } from '../http/tenant';
 import { validate } from '../http/validate';
-import { connectSchema, noBody } from './instagram.schemas';
+import { connectSchema, noBody, noQuery } from './instagram.schemas';
 import { instagramController } from './instagram.controller';
 import {
   conversationsSchema,
@@ -34,7 +34,7 @@ export function instagramRouter(deps: Deps): Router {
   r.get('/webhook', meta, c.verifyWebhook);
   r.post('/webhook', meta, c.receiveWebhook);
   r.post('/connect', admin, validate(connectSchema), c.connect);
-  r.get('/status', user, c.status);
+  r.get('/status', user, validate(noQuery), c.status);
   r.post('/send', admin, validate(sendSchema), op.send);
   r.get('/messages', user, validate(messagesSchema), op.messages);
   r.get('/conversations', user, validate(conversationsSchema), op.conversations);

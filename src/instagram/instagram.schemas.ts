@@ -28,3 +28,4 @@ export const connectSchema = {
 };
 
 export const noBody = { body: Joi.object({}) };
+export const noQuery = { query: Joi.object({}) };

@@ -326,6 +326,19 @@ describe('GET /status and POST /disconnect', () => {
     expect(res.body).toEqual({ success: true, data: { isConnected: false } });
   });
 
+  test('when status is asked with a query field it does not take, then 400 VALIDATION_ERROR naming it', async () => {
+    const s = await setup();
+    const res = await h.t
+      .http()
+      .get(`${s.path('status')}?verbose=1`)
+      .set(userOf(s.sub.id));
+    expect(res.status).toBe(400);
+    expect(res.body.error).toMatchObject({
+      code: 'VALIDATION_ERROR',
+      details: [{ field: 'query.verbose', message: expect.any(String) }],
+    });
+  });
+
   test('when connected, then status shows the contract fields', async () => {
     const s = await setup();
     await h.t

@@ -46,6 +46,34 @@ test('when the body is over 1 MB, then 413 PAYLOAD_TOO_LARGE', async () => {
   expect(res.body.error.code).toBe('PAYLOAD_TOO_LARGE');
 });
 
+test.each(['text/plain', 'application/octet-stream'])(
+  'when a body over 1 MB is sent as %s, then 413 PAYLOAD_TOO_LARGE as well',
+  async (type) => {
+    const res = await t
+      .http()
+      .post(connectPath)
+      .set(adminOf(sub))
+      .set('Content-Type', type)
+      .send('x'.repeat(2 * 1024 * 1024));
+    expect(res.status).toBe(413);
+    expect(res.body.error.code).toBe('PAYLOAD_TOO_LARGE');
+  },
+);
+
+test('when a body is not sent as JSON, then 400 VALIDATION_ERROR naming the body, not its missing fields', async () => {
+  const res = await t
+    .http()
+    .post(connectPath)
+    .set(adminOf(sub))
+    .set('Content-Type', 'text/plain')
+    .send('accessToken=abc');
+  expect(res.status).toBe(400);
+  expect(res.body.error.code).toBe('VALIDATION_ERROR');
+  expect(res.body.error.details).toEqual([
+    { field: 'body', message: 'must be JSON, sent with Content-Type: application/json' },
+  ]);
+});
+
 test('when the route is unknown, then 404 NOT_FOUND', async () => {
   const res = await t.http().get('/api/nothing-here');
   expect(res.status).toBe(404);
