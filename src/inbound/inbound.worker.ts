@@ -83,7 +83,11 @@ export class InboundWorker {
     this.notify();
   }
 
-  /** Stops claiming new threads and waits for the ones in hand to finish. */
+  /**
+   * Stops claiming new threads and waits for the ones in hand to finish the event each is handling; the
+   * events behind it stay pending for the next start (or another process), so a shutdown waits for one
+   * event per thread, not for a thread's whole backlog.
+   */
   async stop(): Promise<void> {
     this.running = false;
     if (this.timer) clearInterval(this.timer);
@@ -147,6 +151,7 @@ export class InboundWorker {
     if (free <= 0) return;
     const threads = await this.inbox.dueThreads(free, new Set(this.active.keys()));
     for (const threadKey of threads) {
+      if (!this.running) return; // stopped while the poll was out: claim nothing more
       if (this.active.has(threadKey)) continue;
       if (!(await this.inbox.acquireLease(threadKey, this.id, this.opts.leaseMs))) continue;
       const run = this.runThread(threadKey)
@@ -181,7 +186,7 @@ export class InboundWorker {
       // handled are read next when this process stored them (`fresh`); otherwise the poll after the
       // release finds them (releasing the thread notifies the worker).
       let more = true;
-      while (more && !lost) {
+      while (more && !lost && this.running) {
         this.fresh.delete(threadKey);
         const batch = await this.inbox.pendingOfThread(threadKey, THREAD_BATCH);
         more = batch.length === THREAD_BATCH;
@@ -193,7 +198,7 @@ export class InboundWorker {
             return;
           }
           if (Date.now() - renewedAt >= every) await renew();
-          if (lost) return;
+          if (lost || !this.running) return;
           if (!(await this.handleOne(next))) return;
         }
         more ||= this.fresh.has(threadKey);

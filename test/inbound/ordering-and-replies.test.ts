@@ -162,6 +162,40 @@ describe('replies', () => {
   });
 });
 
+describe('shutdown', () => {
+  test('when the worker stops while a visitor has 3 messages waiting, then it finishes the one in hand and leaves the others for the next start, in order', async () => {
+    const visitor = h.aVisitor();
+    const thread = threadKeyOf(a.sub.id, a.agentId, visitor);
+    const t0 = Date.now();
+    const dms = [1, 2, 3].map((i) =>
+      anInstagramDm({ userId: visitor, accountId: a.accountId, text: `bye ${i}`, timestamp: t0 + i }),
+    );
+    const { worker, inbox } = h.t.deps;
+    const asked = h.retell.completions.length;
+    h.retell.setDelay(300);
+    try {
+      await worker.stop();
+      for (const dm of dms) expect((await h.deliver(a, [dm])).status).toBe(200);
+      worker.start();
+      await h.retell.waitForCompletions(asked + 1); // the first is with the agent
+
+      await worker.stop();
+
+      expect(sentTo(visitor).map((s) => s.message.text)).toEqual(['Echo: bye 1']);
+      const left = await inbox.pendingOfThread(thread, 10);
+      expect(left.filter((e) => e.event.kind === 'message').map((e) => e.event.text)).toEqual([
+        'bye 2',
+        'bye 3',
+      ]);
+    } finally {
+      h.retell.setDelay(0);
+      worker.start();
+    }
+    await h.drain();
+    expect(sentTo(visitor).map((s) => s.message.text)).toEqual(['Echo: bye 1', 'Echo: bye 2', 'Echo: bye 3']);
+  });
+});
+
 describe('failures on the way', () => {
   test("when a thread's oldest event waits for its retry, then the thread is not claimed over and over meanwhile, and order is kept", async () => {
     const visitor = h.aVisitor();
