@@ -56,6 +56,13 @@ export async function startServer(
   const port = (server.address() as { port: number }).port;
   if (config.workerEnabled) deps.worker.start();
   logger.info({ port, env: config.nodeEnv, worker: config.workerEnabled }, 'listening');
+  if (!deps.webhooks.requiresSignature && !config.metaAppSecret && config.nodeEnv !== 'test') {
+    // Anyone who knows a webhook URL could then write to the agent as any visitor.
+    logger.warn(
+      { env: config.nodeEnv, allowUnsignedWebhooks: config.allowUnsignedWebhooks },
+      'unsigned webhook deliveries are accepted for connections without an app secret: set META_APP_SECRET (or connect with appSecret), and NODE_ENV=production',
+    );
+  }
 
   return {
     deps,

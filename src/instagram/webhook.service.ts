@@ -29,6 +29,11 @@ export interface WebhookDeps {
 export class WebhookService {
   constructor(private readonly d: WebhookDeps) {}
 
+  /** Whether a delivery that cannot be verified (no app secret known) is refused. */
+  get requiresSignature(): boolean {
+    return this.d.requireSignature;
+  }
+
   async receive(t: Tenant, rawBody: Buffer | undefined, signature: string | undefined, body: unknown) {
     const connection = await this.d.connectionRepo.find(t.db, t.agent.agentId);
     const secret = connection?.appSecret ?? this.d.metaAppSecret;

@@ -25,6 +25,8 @@ test('when started with no MONGODB_URI, then it serves on an embedded database t
   expect((await fetch(`http://127.0.0.1:${first.port}/healthz`)).status).toBe(200);
   expect((await fetch(`http://127.0.0.1:${first.port}/readyz`)).status).toBe(200);
   expect(first.output()).toMatch(/Development super_admin token/);
+  // Development, no META_APP_SECRET: said at start-up that unsigned deliveries get in.
+  expect(first.output()).toMatch(/unsigned webhook deliveries are accepted/);
   // On FerretDB (SQLite) two connections, so that writes queue in the driver rather than in SQLite's
   // busy handler; on a mongod, the usual 50.
   const kind = /"kind":"([^"]+)"/.exec(first.output())?.[1];
