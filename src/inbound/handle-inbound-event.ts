@@ -113,13 +113,15 @@ async function answerVisitor(
     ...(event.mid ? { instagram_mid: event.mid } : {}),
     attachments: event.attachments.map((a) => (a.url ? { type: a.type, url: a.url } : { type: a.type })),
   };
-  const recordUserTurn = d.recorder.record(t.db, {
-    agentId: t.agentId,
-    userId: t.userId,
-    chatId,
-    turn: userTurn,
-    username: conversation?.username,
-  });
+  const recordUserTurnIn = (inChat: string) =>
+    d.recorder.record(t.db, {
+      agentId: t.agentId,
+      userId: t.userId,
+      chatId: inChat,
+      turn: userTurn,
+      username: conversation?.username,
+    });
+  const recordUserTurn = recordUserTurnIn(chatId);
 
   const pausedUntil = conversation?.aiPausedUntil;
   if (pausedUntil && pausedUntil.getTime() > Date.now()) {
@@ -147,6 +149,9 @@ async function answerVisitor(
     }
     if (recorded.status === 'rejected') throw recorded.reason;
     if (asked.status === 'rejected') throw asked.reason;
+    // Retell refused the chat and a new one was asked instead: the new chat holds the question too (a
+    // repeat of the turn, which TurnRecorder appends there once), so it reads question → answer.
+    if (asked.value.chatId !== chatId) await recordUserTurnIn(asked.value.chatId);
   }
   const replies = progress.agentReplies!;
 

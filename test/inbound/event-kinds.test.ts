@@ -272,7 +272,7 @@ describe('chat sessions', () => {
     expect(h.retell.ended).toContain(old!.chat_id);
   });
 
-  test('when Retell reports the chat ended, then a new chat is started and the visitor is answered', async () => {
+  test('when Retell reports the chat ended, then a new chat is started, holding the question it was asked and the answer, and the visitor is answered', async () => {
     const visitor = h.aVisitor();
     await h.deliver(a, [anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'one' })]);
     await h.drain();
@@ -286,6 +286,24 @@ describe('chat sessions', () => {
       'Echo: one',
       'Echo: two',
     ]);
+    // The new chat reads question → answer, as the new Retell chat was asked. (The ended one keeps the
+    // question too: it was recorded there while Retell was being asked, and turns are never removed.)
+    const fresh = chats[1]!;
+    expect((fresh.messages as { role: string; content: string }[]).map((m) => [m.role, m.content])).toEqual([
+      ['user', 'two'],
+      ['agent', 'Echo: two'],
+    ]);
+    expect(fresh).toMatchObject({ message_count: 2, transcript: 'User: two\nAgent: Echo: two' });
+    // /messages lists the visitor's question once.
+    const listed = await h.t
+      .http()
+      .get(`${a.path('messages')}?userId=${visitor}&limit=50`)
+      .set(a.admin);
+    expect(
+      (listed.body.data.messages as { role: string; text?: string; content?: string }[]).filter(
+        (m) => m.role === 'user',
+      ),
+    ).toHaveLength(2);
   });
 });
 
