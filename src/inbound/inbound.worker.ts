@@ -64,6 +64,14 @@ export class InboundWorker {
    */
   private readonly fresh = new Set<string>();
 
+  /**
+   * Threads whose last run failed outside the handler (the write of a retry, of a failure or of the done
+   * event threw: the database is in trouble), and when they may be claimed again. Their event's attempts
+   * could not be counted, so without this pause the release would claim the thread again at once and run
+   * the handler in a loop for as long as the trouble lasts. One poll interval; entries go once past.
+   */
+  private readonly cooling = new Map<string, number>();
+
   constructor(
     private readonly inbox: InboxRepo,
     private readonly handler: EventHandler,
@@ -149,19 +157,31 @@ export class InboundWorker {
     await this.maybeSweep();
     const free = this.opts.concurrency - this.active.size;
     if (free <= 0) return;
-    const threads = await this.inbox.dueThreads(free, new Set(this.active.keys()));
+    const now = Date.now();
+    for (const [key, until] of this.cooling) if (until <= now) this.cooling.delete(key);
+    const threads = await this.inbox.dueThreads(
+      free,
+      new Set([...this.active.keys(), ...this.cooling.keys()]),
+    );
     for (const threadKey of threads) {
       if (!this.running) return; // stopped while the poll was out: claim nothing more
       if (this.active.has(threadKey)) continue;
       if (!(await this.inbox.acquireLease(threadKey, this.id, this.opts.leaseMs))) continue;
       const run = this.runThread(threadKey)
-        .catch((err: unknown) => this.logger.error({ err, threadKey }, 'thread run failed'))
-        .finally(() => {
+        .then(
+          () => true,
+          (err: unknown) => {
+            this.logger.error({ err, threadKey }, 'thread run failed');
+            this.cooling.set(threadKey, Date.now() + this.opts.pollMs);
+            return false;
+          },
+        )
+        .then((ok) => {
           // Together, so that `fresh` only ever names threads in hand: what was stored for this one after
-          // its last read is found by the poll below.
+          // its last read is found by the poll below (after a failed run, by the next timed poll).
           this.active.delete(threadKey);
           this.fresh.delete(threadKey);
-          this.notify();
+          if (ok) this.notify();
         });
       this.active.set(threadKey, run);
     }

@@ -2,6 +2,7 @@ import { startHarness, type Harness, type ConnectedAgent } from '../setup/harnes
 import { anInstagramDm } from '../factories/instagram';
 import { simMessages } from '../../src/simulators/retell.simulator';
 import { threadKeyOf } from '../../src/inbound/inbound-event.repo';
+import { waitFor } from '../setup/wait-for';
 
 let h: Harness;
 let a: ConnectedAgent;
@@ -189,14 +190,53 @@ describe('shutdown', () => {
       ]);
     } finally {
       h.retell.setDelay(0);
-      worker.start();
     }
-    await h.drain();
+    await h.drain(); // the next start
     expect(sentTo(visitor).map((s) => s.message.text)).toEqual(['Echo: bye 1', 'Echo: bye 2', 'Echo: bye 3']);
   });
 });
 
 describe('failures on the way', () => {
+  test("when writing an event's retry fails, then its thread is claimed again only after a poll interval, not at once in a loop", async () => {
+    const visitor = h.aVisitor();
+    const thread = threadKeyOf(a.sub.id, a.agentId, visitor);
+    const { inbox } = h.t.deps;
+    h.retell.failNext(
+      '/create-chat-completion',
+      Array.from({ length: 60 }, () => ({ status: 500, headers: { 'retry-after-ms': '0' } })),
+    );
+    const claimedAt: number[] = [];
+    const releasedAt: number[] = [];
+    const acquire = inbox.acquireLease.bind(inbox);
+    const release = inbox.releaseLease.bind(inbox);
+    const spies = [
+      jest.spyOn(inbox, 'retryLater').mockRejectedValue(new Error('database unreachable')),
+      jest.spyOn(inbox, 'acquireLease').mockImplementation(async (key, ...rest) => {
+        const got = await acquire(key, ...rest);
+        if (key === thread && got) claimedAt.push(Date.now());
+        return got;
+      }),
+      jest.spyOn(inbox, 'releaseLease').mockImplementation(async (key, ...rest) => {
+        await release(key, ...rest);
+        if (key === thread) releasedAt.push(Date.now());
+      }),
+    ];
+    h.t.deps.worker.start(); // polling, as in production (the harness otherwise runs it by drain only)
+    try {
+      await h.deliver(a, [anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'db trouble' })]);
+      await waitFor('the thread claimed 3 times', () => claimedAt.length >= 3);
+    } finally {
+      await h.t.deps.worker.stop();
+      for (const spy of spies) spy.mockRestore();
+      h.retell.clearFailures();
+    }
+    // Each failed run is released, and the next claim waits for the harness's poll interval (50 ms).
+    const waits = claimedAt.slice(1, 3).map((at, i) => at - releasedAt[i]!);
+    expect(Math.min(...waits)).toBeGreaterThanOrEqual(40);
+    await h.drain();
+    expect(sentTo(visitor).map((s) => s.message.text)).toEqual(['Echo: db trouble']);
+  });
+
   test("when a thread's oldest event waits for its retry, then the thread is not claimed over and over meanwhile, and order is kept", async () => {
     const visitor = h.aVisitor();
     const thread = threadKeyOf(a.sub.id, a.agentId, visitor);
@@ -205,7 +245,7 @@ describe('failures on the way', () => {
       anInstagramDm({ userId: visitor, accountId: a.accountId, text: `later ${i}`, timestamp: t0 + i }),
     );
     const { worker, inbox } = h.t.deps;
-    await worker.stop(); // both stored before any is handled
+    await worker.stop(); // (the harness runs it by drain only) both stored before any is handled
     const claims = jest.spyOn(inbox, 'acquireLease');
     let claimsOfThread: number;
     try {
@@ -217,7 +257,6 @@ describe('failures on the way', () => {
     } finally {
       claimsOfThread = claims.mock.calls.filter(([key]) => key === thread).length;
       claims.mockRestore();
-      worker.start();
     }
     expect(sentTo(visitor).map((s) => s.message.text)).toEqual(['Echo: later 1', 'Echo: later 2']);
     // Once when it is found held back, once when the retry is due (and perhaps once for the echoes).
