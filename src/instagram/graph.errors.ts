@@ -129,6 +129,9 @@ export function classifyGraphError(input: GraphFailure): GraphError {
 
 function kindOf(status?: number, code?: number, subcode?: number, isTransient?: boolean): GraphErrorKind {
   if (code !== undefined) {
+    // 1/99 "An unknown error occurred": missing permissions (Advanced Access, Business Verification), per
+    // https://developers.facebook.com/docs/messenger-platform/error-codes; it lasts, so never retried.
+    if (code === 1 && subcode === 99) return 'permission';
     if (TRANSIENT_CODES.has(code)) return 'transient';
     // 80000–80014: Business Use Case throttling (80002 Instagram, 80001 Pages, 80006 Messenger), from the
     // rate-limiting page's BUC table; recalled, not in the stored excerpts.

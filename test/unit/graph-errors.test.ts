@@ -16,6 +16,7 @@ describe('classifyGraphError', () => {
     // [description, status, code, subcode, kind, mayHaveBeenSent]
     ['code 1 (unknown error)', 500, 1, undefined, 'transient', true],
     ['code 1/1357046 (invalid JSON reply, messages sent)', 500, 1, 1357046, 'transient', true],
+    ['code 1/99 (unknown error: missing permissions)', 400, 1, 99, 'permission', false],
     ['code 2 (service)', 500, 2, undefined, 'transient', true],
     ['code 1200 (temporary send failure)', 400, 1200, undefined, 'transient', true],
     ['code 4 (app throttling)', 400, 4, undefined, 'rate_limit', false],
