@@ -155,6 +155,17 @@ async function answerVisitor(
   }
   const replies = progress.agentReplies!;
 
+  // A person may have taken over while the agent was thinking (a /send, an answer typed in the Instagram
+  // app, a pause from the admin UI): the pause is read again just before the answer would go out.
+  const latest = await d.conversations.get(t.db, t.agentId, t.userId);
+  if (latest?.aiPausedUntil && latest.aiPausedUntil.getTime() > Date.now()) {
+    d.logger.info(
+      { pausedUntil: latest.aiPausedUntil },
+      'a person took over while the agent was answering: its answer is not sent',
+    );
+    return 'done';
+  }
+
   await d.messaging.deliverAgentReplies(t.db, t.connection, {
     agentId: t.agentId,
     userId: t.userId,

@@ -55,6 +55,26 @@ test('when an operator sends a message, then the AI pauses for the takeover peri
   ]);
 });
 
+test("when an operator takes over while the agent is still thinking, then the agent's late answer is not sent", async () => {
+  const visitor = h.aVisitor();
+  await dm(visitor, 'hello'); // answered; the messaging window is open
+  const sentTo = () => h.graph.sent.filter((s) => s.recipientId === visitor).map((s) => s.message.text);
+  const before = sentTo();
+  const asked = h.retell.completions.length;
+  h.retell.setDelay(400);
+  try {
+    await h.deliver(a, [anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'are you a bot?' })]);
+    const handled = h.drain();
+    await h.retell.waitForCompletions(asked + 1); // the agent has the question
+    expect((await send(visitor, 'A person here, let me help')).status).toBe(200);
+    await handled;
+  } finally {
+    h.retell.setDelay(0);
+  }
+  expect(sentTo()).toEqual([...before, 'A person here, let me help']);
+  expect(await userTurns(visitor)).toEqual(['hello', 'are you a bot?']);
+});
+
 test('when an admin resumes the conversation, then the pause is cleared and the next DM is answered by the agent', async () => {
   const visitor = h.aVisitor();
   await dm(visitor, 'hello');
