@@ -111,6 +111,23 @@ export class ConnectionRepo {
     if (hit) this.cache.set(cacheKey(db, agentId), { ...hit, ...set });
   }
 
+  /**
+   * Meta refused this connection's token: marked invalid, unless the agent has been connected again since
+   * (a send made with the old token can fail after the admin pasted a new one; that says nothing of it).
+   */
+  async markTokenInvalid(
+    db: Connection,
+    c: Pick<InstagramConnection, 'agentId' | 'connectedAt'>,
+  ): Promise<void> {
+    const r = await (
+      await this.model(db)
+    ).updateOne({ agentId: c.agentId, connectedAt: c.connectedAt }, { $set: { tokenStatus: 'invalid' } });
+    const key = cacheKey(db, c.agentId);
+    const hit = this.cache.get(key);
+    if (r.matchedCount > 0 && hit && hit.connectedAt.getTime() === c.connectedAt.getTime())
+      this.cache.set(key, { ...hit, tokenStatus: 'invalid' });
+  }
+
   private fromDoc(doc: StoredDoc): InstagramConnection {
     const { _id, createdAt, updatedAt, accessTokenSealed, appSecretSealed, ...plain } = doc;
     void [_id, createdAt, updatedAt];

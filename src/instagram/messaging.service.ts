@@ -151,8 +151,7 @@ export class MessagingService {
       await this.d.outbound.complete(db, n.agentId, n.key, {
         status: err.mayHaveBeenSent ? n.ifUnknown : 'failed',
       });
-      if (err.kind === 'invalid_token')
-        await this.d.connectionRepo.update(db, n.agentId, { tokenStatus: 'invalid' });
+      if (err.kind === 'invalid_token') await this.d.connectionRepo.markTokenInvalid(db, conn);
       this.d.logger.warn(
         { kind: err.kind, code: err.code, subcode: err.subcode, mayHaveBeenSent: err.mayHaveBeenSent },
         'Instagram refused a message',

@@ -3,6 +3,7 @@ import { anEcho, anInstagramDm, aMid } from '../factories/instagram';
 import { aSubaccount, anAgent, igPath } from '../factories/platform';
 import { HOUR, aVisitorWhoWrote, tenantDb } from '../factories/turns';
 import { adminOf, userOf } from '../setup/tokens';
+import { waitFor } from '../setup/wait-for';
 
 let h: Harness;
 let a: ConnectedAgent;
@@ -279,6 +280,28 @@ test('when Meta says the token is no longer valid (190), then 422 INSTAGRAM_AUTH
   expect(again.status).toBe(422);
   expect(again.body.error.code).toBe('INSTAGRAM_AUTH_FAILED');
   expect(h.graph.requests.length).toBe(requestsBefore);
+});
+
+test('when a send made with the old token is refused (190) after the admin connected again, then the new connection stays valid', async () => {
+  const b = await h.connectAgent();
+  const visitor = await aVisitorWhoWrote(h, b, HOUR);
+  h.graph.failNext({ method: 'POST', path: '/me/messages' }, [
+    { status: 401, body: metaError(190, 460, 'Error validating access token'), delayMs: 300 },
+  ]);
+  const requestsBefore = h.graph.requests.length;
+
+  const inFlight = send({ to: visitor, message: 'Still there?' }, b).then((r) => r); // started now
+  await waitFor('the send to reach Meta', () => h.graph.requests.length > requestsBefore);
+  const reconnected = await h.t
+    .http()
+    .post(b.path('connect'))
+    .set(b.admin)
+    .send({ accessToken: b.token, appSecret: b.appSecret });
+  expect(reconnected.status).toBe(200);
+  expect((await inFlight).status).toBe(422);
+
+  const status = await h.t.http().get(b.path('status')).set(userOf(b.sub.id));
+  expect(status.body.data).toMatchObject({ isConnected: true, tokenStatus: 'valid' });
 });
 
 test('when Meta’s answer leaves it unknown whether the message went out, then 502 with mayHaveBeenSent, and a late echo of it is recorded once as an operator turn', async () => {
