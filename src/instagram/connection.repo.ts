@@ -94,6 +94,28 @@ export class ConnectionRepo {
     this.cache.delete(cacheKey(db, c.agentId));
   }
 
+  /**
+   * Records the outcome of the webhook subscription on the connection it was made for, and only on it:
+   * a disconnect or another connect that completed while Meta was being asked stands (false then).
+   */
+  async setSubscription(
+    db: Connection,
+    c: Pick<InstagramConnection, 'agentId' | 'connectedAt'>,
+    outcome: Pick<InstagramConnection, 'webhookSubscription' | 'webhookSubscriptionError'>,
+  ): Promise<boolean> {
+    const update = outcome.webhookSubscriptionError
+      ? { $set: outcome }
+      : {
+          $set: { webhookSubscription: outcome.webhookSubscription },
+          $unset: { webhookSubscriptionError: 1 },
+        };
+    const r = await (
+      await this.model(db)
+    ).updateOne({ agentId: c.agentId, connectedAt: c.connectedAt }, update);
+    this.cache.delete(cacheKey(db, c.agentId));
+    return r.matchedCount > 0;
+  }
+
   /** Deletes the document: the token is gone, not flagged. */
   async delete(db: Connection, agentId: string): Promise<void> {
     this.cache.delete(cacheKey(db, agentId));

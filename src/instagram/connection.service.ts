@@ -79,13 +79,15 @@ export class ConnectionService {
     }
 
     const subscription = await this.subscribe(input.accessToken, input.pageId);
-    Object.assign(connection, subscription);
-    await this.d.connections.replace(t.db, connection);
+    // Not a second replace: a disconnect (or another connect) that completed while Meta was being asked
+    // stands; this connect's answer then describes a connection already gone, as the admin asked later.
+    const kept = await this.d.connections.setSubscription(t.db, connection, subscription);
     this.d.logger.info(
       {
         instagramAccountId: account.instagramAccountId,
         tokenKind,
         webhookSubscription: subscription.webhookSubscription,
+        ...(kept ? {} : { supersededMeanwhile: true }),
       },
       'instagram connected',
     );

@@ -4,6 +4,7 @@ import { PNG } from 'pngjs';
 import { startHarness, type Harness } from '../setup/harness';
 import { aSubaccount, anAgent, igPath } from '../factories/platform';
 import { adminOf, userOf } from '../setup/tokens';
+import { waitFor } from '../setup/wait-for';
 
 let h: Harness;
 beforeAll(async () => {
@@ -404,6 +405,36 @@ describe('GET /status and POST /disconnect', () => {
           .send({ accessToken: s.token })
       ).status,
     ).toBe(200);
+  });
+
+  test('when a disconnect completes while connect is still subscribing at Meta, then the disconnect stands and the account stays free', async () => {
+    const s = await setup();
+    h.graph.failNext({ method: 'POST', path: /subscribed_apps$/ }, [
+      { status: 200, body: { success: true }, delayMs: 400 }, // Meta slow to answer the subscription
+    ]);
+    const requestsBefore = h.graph.requests.length;
+    const connecting = h.t
+      .http()
+      .post(s.path('connect'))
+      .set(s.admin)
+      .send({ accessToken: s.token })
+      .then((r) => r); // started now
+    await waitFor('connect to reach the subscription', () =>
+      h.graph.requests
+        .slice(requestsBefore)
+        .some((r) => r.method === 'POST' && r.path.endsWith('/subscribed_apps')),
+    );
+    expect((await h.t.http().post(s.path('disconnect')).set(s.admin).send({})).status).toBe(200);
+    expect((await connecting).status).toBe(200);
+
+    expect((await h.t.http().get(s.path('status')).set(s.admin)).body.data).toEqual({ isConnected: false });
+    const other = await anAgent(h.t.platformDb, s.sub);
+    const elsewhere = await h.t
+      .http()
+      .post(igPath(s.sub.id, other, 'connect'))
+      .set(s.admin)
+      .send({ accessToken: s.token });
+    expect(elsewhere.status).toBe(200); // free, not INSTAGRAM_ACCOUNT_IN_USE
   });
 
   test('when Meta fails the unsubscribe, then disconnect still forgets the token', async () => {
