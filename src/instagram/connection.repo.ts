@@ -126,7 +126,7 @@ export class ConnectionRepo {
   async update(
     db: Connection,
     agentId: string,
-    set: Partial<Pick<InstagramConnection, 'webhookVerifiedAt' | 'lastEventAt' | 'tokenStatus'>>,
+    set: Partial<Pick<InstagramConnection, 'webhookVerifiedAt' | 'lastEventAt'>>,
   ): Promise<void> {
     await (await this.model(db)).updateOne({ agentId }, { $set: set });
     const hit = this.cache.get(cacheKey(db, agentId));
