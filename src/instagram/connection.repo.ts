@@ -1,6 +1,6 @@
 import { Schema, type Connection } from 'mongoose';
 import { modelOn } from '../db/mongo';
-import type { SecretBox } from '../lib/crypto';
+import { SecretBoxError, type SecretBox } from '../lib/crypto';
 import { TtlCache } from '../lib/ttl-cache';
 
 /**
@@ -25,9 +25,16 @@ export interface InstagramConnection {
   connectedAt: Date;
   webhookVerifiedAt?: Date;
   lastEventAt?: Date;
+  /**
+   * The stored token (or app secret) cannot be opened with the configured keys: sealed under a key no
+   * longer configured (two rotations without reconnecting, a lost development key), or altered. Such a
+   * connection is shown with `tokenStatus: 'invalid'`, `accessToken` is empty and must never reach Meta,
+   * and the admin repairs it by connecting again (or disconnecting).
+   */
+  secretsUnreadable?: true;
 }
 
-interface ConnectionDoc extends Omit<InstagramConnection, 'accessToken' | 'appSecret'> {
+interface ConnectionDoc extends Omit<InstagramConnection, 'accessToken' | 'appSecret' | 'secretsUnreadable'> {
   accessTokenSealed: string;
   appSecretSealed?: string;
 }
@@ -153,11 +160,21 @@ export class ConnectionRepo {
   private fromDoc(doc: StoredDoc): InstagramConnection {
     const { _id, createdAt, updatedAt, accessTokenSealed, appSecretSealed, ...plain } = doc;
     void [_id, createdAt, updatedAt];
-    return {
-      ...plain,
-      accessToken: this.secrets.open(accessTokenSealed),
-      ...(appSecretSealed ? { appSecret: this.secrets.open(appSecretSealed) } : {}),
-    };
+    const accessToken = this.tryOpen(accessTokenSealed);
+    const appSecret = appSecretSealed ? this.tryOpen(appSecretSealed) : undefined;
+    if (accessToken === undefined || (appSecretSealed && appSecret === undefined))
+      return { ...plain, accessToken: '', tokenStatus: 'invalid', secretsUnreadable: true };
+    return { ...plain, accessToken, ...(appSecret ? { appSecret } : {}) };
+  }
+
+  /** The opened secret, or undefined when no configured key opens it (SecretBox says which, never what). */
+  private tryOpen(sealed: string): string | undefined {
+    try {
+      return this.secrets.open(sealed);
+    } catch (err) {
+      if (err instanceof SecretBoxError) return undefined;
+      throw err;
+    }
   }
 }
 

@@ -132,12 +132,17 @@ export class ConnectionService {
   async disconnect(t: Tenant) {
     const c = await this.d.connections.find(t.db, t.agent.agentId);
     if (c) {
-      await this.d.graph.unsubscribeWebhooks(c.accessToken, c.pageId).catch((err: unknown) => {
+      if (c.secretsUnreadable)
         this.d.logger.warn(
-          { code: (err as GraphError).code, kind: (err as GraphError).kind },
-          'unsubscribe at Meta failed; continuing',
+          'the stored token cannot be opened with the configured keys: not unsubscribed at Meta',
         );
-      });
+      else
+        await this.d.graph.unsubscribeWebhooks(c.accessToken, c.pageId).catch((err: unknown) => {
+          this.d.logger.warn(
+            { code: (err as GraphError).code, kind: (err as GraphError).kind },
+            'unsubscribe at Meta failed; continuing',
+          );
+        });
       await this.d.connections.delete(t.db, t.agent.agentId);
       await this.d.registry.release(c.instagramAccountId, {
         subaccountId: t.subaccount.id,

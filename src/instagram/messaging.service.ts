@@ -8,6 +8,14 @@ import { GraphError } from './graph.errors';
 import type { OutboundRepo } from './outbound.repo';
 import { splitMessage } from './message-split';
 
+/** The stored token cannot be opened (InstagramConnection.secretsUnreadable): refused here, as Meta would a dead one. */
+const unreadableToken = () =>
+  new GraphError({
+    kind: 'invalid_token',
+    metaMessage: 'the stored token cannot be opened with the configured keys; connect the account again',
+    mayHaveBeenSent: false,
+  });
+
 /** A failure the worker should retry later (the event stays pending, its journal intact). */
 const retryLater = (message: string) => Object.assign(new Error(message), { transient: true });
 
@@ -138,6 +146,7 @@ export class MessagingService {
     if (!n.alreadyNoted)
       await this.d.outbound.begin(db, { key: n.key, agentId: n.agentId, userId: n.userId, ...content });
     try {
+      if (conn.secretsUnreadable) throw unreadableToken();
       const { messageId } = await this.d.graph.sendMessage(conn.accessToken, n.userId, n.message);
       await this.d.outbound.complete(db, n.agentId, n.key, { status: 'sent', mid: messageId });
       return messageId;

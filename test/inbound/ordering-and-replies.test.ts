@@ -3,6 +3,8 @@ import { anInstagramDm } from '../factories/instagram';
 import { simMessages } from '../../src/simulators/retell.simulator';
 import { threadKeyOf } from '../../src/inbound/inbound-event.repo';
 import { waitFor } from '../setup/wait-for';
+import { SecretBox } from '../../src/lib/crypto';
+import crypto from 'node:crypto';
 
 let h: Harness;
 let a: ConnectedAgent;
@@ -411,5 +413,25 @@ describe('failures on the way', () => {
     await h.deliver(a, [anInstagramDm({ userId: visitor, accountId: a.accountId })]);
     await h.drain();
     expect((await h.t.http().get(a.path('status')).set(a.admin)).body.data.tokenStatus).toBe('invalid');
+  });
+
+  test('when the stored token cannot be opened with the configured keys, then the reply is failed without asking Meta', async () => {
+    await h.t.platformDb
+      .useDb(a.sub.databaseName)
+      .collection('instagram_connections')
+      .updateOne(
+        { agentId: a.agentId },
+        { $set: { accessTokenSealed: new SecretBox(crypto.randomBytes(32)).seal(a.token) } },
+      );
+    const visitor = h.aVisitor();
+    await h.deliver(a, [anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'locked' })]);
+    await h.drain();
+    const failed = (await turnsOf()).find((t) => t.role === 'agent' && t.content === 'Echo: locked');
+    expect(failed).toMatchObject({
+      delivery_status: 'failed',
+      delivery_error: expect.stringContaining('connect the account again'),
+    });
+    expect(h.graph.requests.filter((r) => r.headers.authorization === 'Bearer ')).toEqual([]);
+    expect(h.graph.sent.filter((m) => m.recipientId === visitor)).toEqual([]);
   });
 });

@@ -5,6 +5,7 @@ import { startHarness, type Harness } from '../setup/harness';
 import { aSubaccount, anAgent, igPath } from '../factories/platform';
 import { adminOf, userOf } from '../setup/tokens';
 import { waitFor } from '../setup/wait-for';
+import { SecretBox } from '../../src/lib/crypto';
 
 let h: Harness;
 beforeAll(async () => {
@@ -458,6 +459,78 @@ describe('GET /status and POST /disconnect', () => {
     await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token }).expect(200);
     expect((await h.t.http().post(s.path('disconnect')).set(userOf(s.sub.id)).send({})).status).toBe(403);
     expect((await h.t.http().get(s.path('status')).set(s.admin)).body.data.isConnected).toBe(true);
+  });
+});
+
+describe('a token sealed under a key no longer configured', () => {
+  /** Connected, then its stored token re-sealed under a key this process does not have (two rotations ago). */
+  async function connectedUnderAForgottenKey() {
+    const s = await setup();
+    await h.t
+      .http()
+      .post(s.path('connect'))
+      .set(s.admin)
+      .send({ accessToken: s.token, appSecret: 'app-secret-123' })
+      .expect(200);
+    const forgotten = new SecretBox(crypto.randomBytes(32));
+    await h.t.platformDb
+      .useDb(s.sub.databaseName)
+      .collection('instagram_connections')
+      .updateOne(
+        { agentId: s.agentId },
+        {
+          $set: {
+            accessTokenSealed: forgotten.seal(s.token),
+            appSecretSealed: forgotten.seal('app-secret-123'),
+          },
+        },
+      );
+    return s;
+  }
+
+  test('when status is asked, then it answers 200 with tokenStatus invalid, and a send is refused as a dead token', async () => {
+    const s = await connectedUnderAForgottenKey();
+    const status = await h.t.http().get(s.path('status')).set(s.admin);
+    expect(status.status).toBe(200);
+    expect(status.body.data).toMatchObject({
+      isConnected: true,
+      username: s.username,
+      tokenStatus: 'invalid',
+    });
+
+    const send = await h.t.http().post(s.path('send')).set(s.admin).send({ to: h.aVisitor(), message: 'hi' });
+    expect(send.status).toBe(422);
+    expect(send.body.error.code).toBe('INSTAGRAM_AUTH_FAILED');
+  });
+
+  test('when the admin connects again, then the new token replaces it and status is valid', async () => {
+    const s = await connectedUnderAForgottenKey();
+    const again = await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token });
+    expect(again.status).toBe(200);
+    const status = await h.t.http().get(s.path('status')).set(s.admin);
+    expect(status.body.data).toMatchObject({ isConnected: true, tokenStatus: 'valid' });
+  });
+
+  test('when the admin disconnects, then the document is deleted and the account is free, without an empty token sent to Meta', async () => {
+    const s = await connectedUnderAForgottenKey();
+    const before = h.graph.requests.length;
+    const res = await h.t.http().post(s.path('disconnect')).set(s.admin).send({});
+    expect(res.status).toBe(200);
+    expect(res.body.data).toEqual({ isConnected: false });
+    expect(
+      await h.t.platformDb
+        .useDb(s.sub.databaseName)
+        .collection('instagram_connections')
+        .countDocuments({ agentId: s.agentId }),
+    ).toBe(0);
+    expect(h.graph.requests.slice(before)).toEqual([]);
+    const other = await anAgent(h.t.platformDb, s.sub);
+    const elsewhere = await h.t
+      .http()
+      .post(igPath(s.sub.id, other, 'connect'))
+      .set(s.admin)
+      .send({ accessToken: s.token });
+    expect(elsewhere.status).toBe(200);
   });
 });
 
