@@ -33,6 +33,7 @@ export interface Deps {
   secrets: SecretBox;
   graph: GraphClient;
   connectionRepo: ConnectionRepo;
+  registry: AccountRegistry;
   connections: ConnectionService;
   recorder: TurnRecorder;
   messaging: MessagingService;
@@ -155,6 +156,7 @@ export function buildDeps(
     secrets,
     graph,
     connectionRepo,
+    registry,
     connections,
     recorder,
     messaging,

@@ -25,6 +25,8 @@ export interface InstagramConnection {
   connectedAt: Date;
   webhookVerifiedAt?: Date;
   lastEventAt?: Date;
+  /** The account registry's claim this connection was made under (AccountRegistry); absent on older ones. */
+  registryClaimId?: string;
   /**
    * The stored token (or app secret) cannot be opened with the configured keys: sealed under a key no
    * longer configured (two rotations without reconnecting, a lost development key), or altered. Such a
@@ -57,6 +59,7 @@ const schema = new Schema<ConnectionDoc>(
     connectedAt: { type: Date, required: true },
     webhookVerifiedAt: Date,
     lastEventAt: Date,
+    registryClaimId: String,
   },
   { collection: 'instagram_connections', versionKey: false, timestamps: true },
 );

@@ -54,7 +54,7 @@ export class ConnectionService {
       );
     }
     const owner: AccountOwner = { subaccountId: t.subaccount.id, agentId: t.agent.agentId };
-    await this.claim(account.instagramAccountId, owner);
+    const registryClaimId = await this.claim(account.instagramAccountId, owner);
 
     const previous = await this.d.connections.find(t.db, t.agent.agentId);
     const verifyToken = input.webhookVerificationToken ?? crypto.randomBytes(24).toString('base64url');
@@ -72,10 +72,13 @@ export class ConnectionService {
       tokenStatus: 'valid',
       webhookSubscription: 'failed',
       connectedAt: new Date(),
+      registryClaimId,
     };
     await this.d.connections.replace(t.db, connection);
     if (previous && previous.instagramAccountId !== account.instagramAccountId) {
-      await this.d.registry.release(previous.instagramAccountId, owner);
+      // Frees only the claim the previous connection was made under: if a connect that overlaps this one
+      // has claimed that account again meanwhile, its claim stands (AccountRegistry).
+      await this.d.registry.release(previous.instagramAccountId, owner, previous.registryClaimId);
     }
 
     const subscription = await this.subscribe(input.accessToken, input.pageId);
@@ -144,10 +147,11 @@ export class ConnectionService {
           );
         });
       await this.d.connections.delete(t.db, t.agent.agentId);
-      await this.d.registry.release(c.instagramAccountId, {
-        subaccountId: t.subaccount.id,
-        agentId: t.agent.agentId,
-      });
+      await this.d.registry.release(
+        c.instagramAccountId,
+        { subaccountId: t.subaccount.id, agentId: t.agent.agentId },
+        c.registryClaimId,
+      );
       this.d.logger.info({ instagramAccountId: c.instagramAccountId }, 'instagram disconnected');
     }
     return { isConnected: false as const };
@@ -175,15 +179,15 @@ export class ConnectionService {
     }
   }
 
-  private async claim(accountId: string, owner: AccountOwner): Promise<void> {
+  /** The account claimed for the owner (its claim id), or 409 when another agent holds it. */
+  private async claim(accountId: string, owner: AccountOwner): Promise<string> {
     const result = await this.d.registry.claim(accountId, owner);
-    if (result.claimed) return;
+    if (result.claimed) return result.claimId;
     // A claim whose holder has no connection for the account is a leftover (crash between claim and save).
-    if (
-      !(await this.holderStillConnected(accountId, result.heldBy)) &&
-      (await this.d.registry.takeOver(accountId, result.heldBy, owner))
-    )
-      return;
+    if (!(await this.holderStillConnected(accountId, result.heldBy))) {
+      const moved = await this.d.registry.takeOver(accountId, result.heldBy, owner);
+      if (moved) return moved.claimId;
+    }
     throw new AppError(
       'INSTAGRAM_ACCOUNT_IN_USE',
       'This Instagram account is already connected to another agent',

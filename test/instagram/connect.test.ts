@@ -286,6 +286,94 @@ describe('POST /connect', () => {
   });
 });
 
+describe('the account registry', () => {
+  const registry = () => h.t.platformDb.collection('instagram_account_registry');
+
+  test('when two connects of one agent overlap (one to another account, one again to its own), then the agent keeps its account', async () => {
+    const s = await setup(); // account A
+    await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token }).expect(200);
+    const b = await setup(); // account B, connected below by s's agent
+
+    // The connect to B stops just before it frees A, the account it replaced...
+    let enter!: () => void;
+    let open!: () => void;
+    const entered = new Promise<void>((r) => (enter = r));
+    const gate = new Promise<void>((r) => (open = r));
+    const reg = h.t.deps.registry;
+    const release = reg.release.bind(reg);
+    const spy = jest.spyOn(reg, 'release').mockImplementationOnce(async (...args) => {
+      enter();
+      await gate;
+      return release(...args);
+    });
+    try {
+      const toB = h.t
+        .http()
+        .post(s.path('connect'))
+        .set(s.admin)
+        .send({ accessToken: b.token })
+        .then((r) => r);
+      await entered;
+      // ...while the admin connects A again, which completes.
+      await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token }).expect(200);
+      open();
+      expect((await toB).status).toBe(200);
+    } finally {
+      spy.mockRestore();
+    }
+
+    // The later connect stands: A, still held by this agent, so no other agent can take it.
+    const status = await h.t.http().get(s.path('status')).set(s.admin);
+    expect(status.body.data).toMatchObject({ isConnected: true, instagramAccountId: s.accountId });
+    expect(await registry().findOne({ _id: s.accountId as never })).toMatchObject({ agentId: s.agentId });
+    const other = await anAgent(h.t.platformDb, s.sub);
+    const takeA = await h.t
+      .http()
+      .post(igPath(s.sub.id, other, 'connect'))
+      .set(s.admin)
+      .send({ accessToken: s.token });
+    expect(takeA.status).toBe(409);
+    // B, which the agent no longer holds, is free.
+    const takeB = await h.t
+      .http()
+      .post(igPath(s.sub.id, other, 'connect'))
+      .set(s.admin)
+      .send({ accessToken: b.token });
+    expect(takeB.status).toBe(200);
+  });
+
+  test('when a connection and its claim were stored before claim ids existed, then disconnecting frees the account', async () => {
+    const s = await setup();
+    await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token }).expect(200);
+    await registry().updateOne({ _id: s.accountId as never }, { $unset: { claimId: 1 } });
+    await h.t.platformDb
+      .useDb(s.sub.databaseName)
+      .collection('instagram_connections')
+      .updateOne({ agentId: s.agentId }, { $unset: { registryClaimId: 1 } });
+    await h.t.http().post(s.path('disconnect')).set(s.admin).send({}).expect(200);
+    expect(await registry().countDocuments({ _id: s.accountId as never })).toBe(0);
+  });
+
+  test('when a claim was left by an agent with no connection (a crash between claim and save), then another agent takes it over after the grace period, not before', async () => {
+    const s = await setup();
+    const crashed = await anAgent(h.t.platformDb, s.sub);
+    const leftover = (claimedAt: Date) =>
+      registry().replaceOne(
+        { _id: s.accountId as never },
+        { subaccountId: s.sub.id, agentId: crashed, claimedAt, claimId: 'left-behind' },
+        { upsert: true },
+      );
+    await leftover(new Date(Date.now() - 10_000)); // its connect may still be saving
+    const early = await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token });
+    expect(early.status).toBe(409);
+
+    await leftover(new Date(Date.now() - 10 * 60_000));
+    const late = await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token });
+    expect(late.status).toBe(200);
+    expect(await registry().findOne({ _id: s.accountId as never })).toMatchObject({ agentId: s.agentId });
+  });
+});
+
 describe('secrets', () => {
   test('when connected, then the token, app secret and verify token appear in no response, log line or stored document', async () => {
     const s = await setup();
