@@ -16,6 +16,21 @@ const unreadableToken = () =>
     mayHaveBeenSent: false,
   });
 
+/**
+ * Meta took the message (its mid is known) but what had to follow failed: completing its note, or
+ * recording it (`afterSent`). Not a GraphError: the worker retries it like any failure of ours, and an
+ * operator is told the message went out.
+ */
+export class DeliveredButUnrecorded extends Error {
+  constructor(
+    readonly mid: string,
+    override readonly cause: unknown,
+  ) {
+    super(`delivered to Instagram (${mid}) but not recorded: ${String((cause as Error)?.message ?? cause)}`);
+    this.name = 'DeliveredButUnrecorded';
+  }
+}
+
 /** A failure the worker should retry later (the event stays pending, its journal intact). */
 const retryLater = (message: string) => Object.assign(new Error(message), { transient: true });
 
@@ -127,7 +142,9 @@ export class MessagingService {
    * the answer is known as ours), completed after it, and a dead token (190) flagged on the connection.
    * Meta's refusal is rethrown as the GraphError; an outcome Meta left unknown leaves the note `uncertain`
    * (the caller reconciles it against echoes) or `failed` (a late echo is then recorded as a person's).
-   * `alreadyNoted`: the caller began the note itself (and read what a retry finds there).
+   * `alreadyNoted`: the caller began the note itself (and read what a retry finds there). `afterSent`:
+   * what must follow Meta's acceptance before the echo may be dropped as ours (OutboundRepo.complete).
+   * A failure after Meta's acceptance is thrown as DeliveredButUnrecorded, with the mid.
    */
   async sendNoted(
     db: Connection,
@@ -139,18 +156,29 @@ export class MessagingService {
       message: OutgoingMessage;
       ifUnknown: 'uncertain' | 'failed';
       alreadyNoted?: boolean;
+      afterSent?: (mid: string) => Promise<void>;
     },
   ): Promise<string> {
     const content =
       'text' in n.message ? { text: n.message.text } : { attachmentUrl: n.message.attachment.url };
     if (!n.alreadyNoted)
       await this.d.outbound.begin(db, { key: n.key, agentId: n.agentId, userId: n.userId, ...content });
+    let delivered: string | undefined;
     try {
       if (conn.secretsUnreadable) throw unreadableToken();
-      const { messageId } = await this.d.graph.sendMessage(conn.accessToken, n.userId, n.message);
-      await this.d.outbound.complete(db, n.agentId, n.key, { status: 'sent', mid: messageId });
-      return messageId;
+      delivered = (await this.d.graph.sendMessage(conn.accessToken, n.userId, n.message)).messageId;
+      const mid = delivered;
+      const afterSent = n.afterSent;
+      await this.d.outbound.complete(
+        db,
+        n.agentId,
+        n.key,
+        { status: 'sent', mid },
+        afterSent && (() => afterSent(mid)),
+      );
+      return mid;
     } catch (err) {
+      if (delivered !== undefined) throw new DeliveredButUnrecorded(delivered, err);
       if (!(err instanceof GraphError)) throw err;
       if (err.mayHaveBeenSent) {
         // Its echo may already have claimed the note (it can beat the answer): then it was delivered.

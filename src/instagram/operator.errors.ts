@@ -24,6 +24,18 @@ export const windowClosed = (lastInboundAt: Date | null, details?: Record<string
     { lastInboundAt, windowExpiresAt: windowState(lastInboundAt).expiresAt, ...details },
   );
 
+/**
+ * Meta took the message but it could not be recorded (the database failed): a 500, which says what went
+ * out so that nobody sends it again. The turn is recorded from Meta's echo when it comes.
+ */
+export const deliveredNotRecorded = (instagramMessageIds: string[], sentMessageIds: string[]) =>
+  new AppError(
+    'INTERNAL_ERROR',
+    'The message reached Instagram but could not be recorded; it will appear in the history when Instagram echoes it. Do not send it again.',
+    500,
+    { delivered: true, instagramMessageIds, ...(sentMessageIds.length ? { sentMessageIds } : {}) },
+  );
+
 /** Meta's refusal, in our codes; Meta's code, subcode and trace id travel in `details`. */
 export function sendFailure(err: GraphError, lastInboundAt: Date | null, sentMessageIds: string[]): AppError {
   const details = {

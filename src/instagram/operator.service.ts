@@ -9,12 +9,12 @@ import { encodeConversationCursor, type ConversationCursor } from '../chats/conv
 import { ChatSessions } from '../inbound/chat-sessions';
 import type { ConnectionRepo, InstagramConnection } from './connection.repo';
 import type { AttachmentType, OutgoingMessage } from './graph.client';
-import type { MessagingService } from './messaging.service';
+import { DeliveredButUnrecorded, type MessagingService } from './messaging.service';
 import { GraphError } from './graph.errors';
 import { splitMessage } from './message-split';
 import { windowState } from './messaging-window';
 import { toConversationItem, toMessageItem } from './operator.views';
-import { authFailed, notConnected, sendFailure, windowClosed } from './operator.errors';
+import { authFailed, deliveredNotRecorded, notConnected, sendFailure, windowClosed } from './operator.errors';
 
 export interface OperatorDeps {
   messaging: MessagingService;
@@ -44,7 +44,8 @@ export class OperatorService {
   /**
    * Connected → window open → split → send each part (text first, attachment last) → record each as an
    * `operator` turn → the AI steps back for the takeover period. A failure after some parts went out keeps
-   * those parts recorded and names them in the error's `details.sentMessageIds`.
+   * those parts recorded and names them in the error's `details.sentMessageIds`. A part Meta took that could
+   * not be recorded answers 500 with `details.delivered` and every mid that went out; its echo records it.
    */
   async sendOperatorMessage(t: Tenant, input: SendInput) {
     const connection = await this.assertConnected(t);
@@ -56,17 +57,30 @@ export class OperatorService {
     try {
       for (const [i, message] of outgoingParts(input).entries()) {
         const key = `operator:${batch}:${i}`;
-        const mid = await this.sendPart(t, connection, input.to, message, key);
-        chatId ??= await this.chatFor(t, connection, input.to);
-        messageIds.push(await this.record(t, chatId, input.to, key, message, mid));
+        // Recorded before its echo may be dropped as ours (OutboundRepo.complete): should recording fail,
+        // the echo is stored and the worker records the turn from it (same message_id, so never twice).
+        const mid = await this.sendPart(t, connection, input.to, message, key, async (sent) => {
+          chatId ??= await this.chatFor(t, connection, input.to);
+          messageIds.push(await this.record(t, chatId, input.to, key, message, sent));
+        });
         instagramMessageIds.push(mid);
       }
     } catch (err) {
+      if (err instanceof DeliveredButUnrecorded) {
+        instagramMessageIds.push(err.mid);
+        this.d.logger.error(
+          { err: err.cause, delivered: instagramMessageIds.length },
+          'an operator message reached Instagram but was not recorded; its echo will record it',
+        );
+        // Best effort: the answer must say what went out, whatever else the database refuses now.
+        await this.takeOver(t, input.to).catch(() => undefined);
+        throw deliveredNotRecorded(instagramMessageIds, messageIds);
+      }
+      if (instagramMessageIds.length > 0) await this.takeOver(t, input.to);
       if (err instanceof GraphError) throw sendFailure(err, lastInboundAt, messageIds);
       throw err;
-    } finally {
-      if (messageIds.length > 0) await this.takeOver(t, input.to);
     }
+    await this.takeOver(t, input.to);
     return { messageIds, instagramMessageIds, recipientId: input.to, chatId: chatId! };
   }
 
@@ -146,6 +160,7 @@ export class OperatorService {
     userId: string,
     message: OutgoingMessage,
     key: string,
+    afterSent: (mid: string) => Promise<void>,
   ): Promise<string> {
     return this.d.messaging.sendNoted(t.db, connection, {
       key,
@@ -153,6 +168,7 @@ export class OperatorService {
       userId,
       message,
       ifUnknown: 'failed',
+      afterSent,
     });
   }
 

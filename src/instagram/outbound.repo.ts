@@ -46,12 +46,20 @@ schema.index({ createdAt: 1 }); // retention sweep
  * fields, so no query for notes matches them; they are swept with the notes.
  */
 const midId = (agentId: string, mid: string) => `mid:${agentId}:${mid}`;
-/** The write that registers a mid (an upsert: registering it twice leaves one entry). */
-const midRegistration = (agentId: string, mid: string) => ({
+/**
+ * The write that registers a mid (an upsert: registering it twice leaves one entry), with the key of the
+ * note it was sent under, so an echo found by mid knows what it echoes (an operator's message, say).
+ */
+const midRegistration = (agentId: string, mid: string, key: string) => ({
   filter: { _id: midId(agentId, mid) },
-  update: { $setOnInsert: { createdAt: new Date() } },
+  update: { $setOnInsert: { createdAt: new Date(), key } },
   upsert: true,
 });
+
+/** An echo recognised as ours, with the key of the note it echoes (absent on mids registered before keys were kept). */
+export interface OwnEcho {
+  key?: string;
+}
 
 /** How long an in-flight or uncertain send may still be matched to an echo by its text. */
 const MATCH_WINDOW_MS = 60 * 60_000;
@@ -99,8 +107,8 @@ export class OutboundRepo {
       .collection as unknown as mongo.Collection<OutboundNote>;
   }
 
-  private async rememberMid(db: Connection, agentId: string, mid: string): Promise<void> {
-    const { filter, update, upsert } = midRegistration(agentId, mid);
+  private async rememberMid(db: Connection, agentId: string, mid: string, key: string): Promise<void> {
+    const { filter, update, upsert } = midRegistration(agentId, mid, key);
     try {
       await (await this.notes(db)).updateOne(filter, update, { upsert });
     } catch (err) {
@@ -110,9 +118,10 @@ export class OutboundRepo {
   }
 
   /** Did we send the message with this mid? (One lookup by `_id`.) */
-  async isOurs(db: Connection, agentId: string, mid: string): Promise<boolean> {
+  async isOurs(db: Connection, agentId: string, mid: string): Promise<OwnEcho | undefined> {
     const c = await this.notes(db);
-    return (await c.findOne({ _id: midId(agentId, mid) }, { projection: { _id: 1 } })) !== null;
+    const found = await c.findOne({ _id: midId(agentId, mid) }, { projection: { key: 1 } });
+    return found ? (found.key ? { key: found.key } : {}) : undefined;
   }
 
   /**
@@ -140,14 +149,19 @@ export class OutboundRepo {
     return { note: (await c.findOne({ _id: fresh._id })) as unknown as OutboundNote, created: false };
   }
 
-  /** Completes the note; while its writes run, `sentHere` for its mid waits for them (registered at once). */
+  /**
+   * Completes the note; while its writes run, `sentHere` for its mid waits for them (registered at once).
+   * `andThen` (recording the message, for a send nothing retries) runs after them inside that wait: its
+   * echo is dropped at intake only once it has succeeded, and is stored, to be recorded from, if it fails.
+   */
   complete(
     db: Connection,
     agentId: string,
     key: string,
     set: { status: OutboundNote['status']; mid?: string },
+    andThen?: () => Promise<void>,
   ): Promise<void> {
-    const writes = this.writeCompletion(db, agentId, key, set);
+    const writes = this.writeCompletion(db, agentId, key, set, andThen);
     if (!set.mid) return writes;
     const id = midId(agentId, set.mid);
     this.completing.set(id, writes);
@@ -163,11 +177,13 @@ export class OutboundRepo {
     agentId: string,
     key: string,
     set: { status: OutboundNote['status']; mid?: string },
+    andThen?: () => Promise<void>,
   ): Promise<void> {
     const c = await this.notes(db);
     const complete = { filter: { _id: noteId(agentId, key) }, update: { $set: set } };
     if (!set.mid) {
       await c.updateOne(complete.filter, complete.update);
+      await andThen?.();
       return;
     }
     // The mid is registered before the note is completed (an echo in between is ours by mid): one ordered
@@ -176,7 +192,7 @@ export class OutboundRepo {
     // again.
     try {
       await c.bulkWrite(
-        [{ updateOne: midRegistration(agentId, set.mid) }, { updateOne: complete }] as never,
+        [{ updateOne: midRegistration(agentId, set.mid, key) }, { updateOne: complete }] as never,
         {
           ordered: true,
         },
@@ -186,12 +202,13 @@ export class OutboundRepo {
       if (!isDuplicateKey(err)) throw err;
       await c.updateOne(complete.filter, complete.update);
     }
+    await andThen?.();
     this.noteSentHere(agentId, set.mid);
   }
 
   /**
    * Is this echo ours? By its mid, or else by claiming the oldest in-flight/uncertain note to the same
-   * user with the same text (atomically, so two echoes never claim one note).
+   * user with the same text (atomically, so two echoes never claim one note). Ours: with the note's key.
    */
   async claimEcho(
     db: Connection,
@@ -199,9 +216,10 @@ export class OutboundRepo {
     userId: string,
     mid: string,
     text: string | undefined,
-  ): Promise<boolean> {
+  ): Promise<OwnEcho | undefined> {
     const c = await this.notes(db);
-    if (await this.isOurs(db, agentId, mid)) return true;
+    const byMid = await this.isOurs(db, agentId, mid);
+    if (byMid) return byMid;
     const filter: Record<string, unknown> = {
       agentId,
       userId,
@@ -215,11 +233,10 @@ export class OutboundRepo {
       { $set: { status: 'sent', mid } },
       { sort: { createdAt: 1 } },
     );
-    if (claimed) {
-      await this.rememberMid(db, agentId, mid);
-      this.noteSentHere(agentId, mid); // the claim completed the note
-    }
-    return Boolean(claimed);
+    if (!claimed) return undefined;
+    await this.rememberMid(db, agentId, mid, claimed.key);
+    this.noteSentHere(agentId, mid); // the claim completed the note
+    return { key: claimed.key };
   }
 
   /**

@@ -332,6 +332,83 @@ test('when Meta’s answer leaves it unknown whether the message went out, then 
   ]);
 });
 
+describe('when the database fails after Meta took the message', () => {
+  /** The operator turns of the visitor's chats, and what /messages lists of them. */
+  async function operatorRecordsOf(visitor: string) {
+    const turns = (await turnsOf(visitor)).filter((t) => t.role === 'operator');
+    const listed = await h.t
+      .http()
+      .get(a.path(`messages?userId=${visitor}`))
+      .set(userOf(a.sub.id));
+    const rows = (listed.body.data.messages as { role: string; messageId: string }[]).filter(
+      (m) => m.role === 'operator',
+    );
+    return { turns, rows };
+  }
+
+  test('in recording it, then 500 says it was delivered, with its mid, and its echo records it once', async () => {
+    const visitor = await aVisitorWhoWrote(h, a, HOUR);
+    const record = jest
+      .spyOn(h.t.deps.recorder, 'record')
+      .mockRejectedValueOnce(new Error('connection pool cleared'));
+    let res;
+    try {
+      res = await send({ to: visitor, message: 'Your order ships today.' });
+    } finally {
+      record.mockRestore();
+    }
+
+    expect(sentTo(visitor)).toHaveLength(1); // Meta took it
+    const mid = sentTo(visitor)[0]!.messageId;
+    expect(res.status).toBe(500);
+    expect(res.body.error).toMatchObject({
+      code: 'INTERNAL_ERROR',
+      message: expect.stringContaining('Do not send it again'),
+      details: { delivered: true, instagramMessageIds: [mid] },
+    });
+
+    await h.drain(); // Meta's echo, stored rather than dropped as ours
+    const { turns, rows } = await operatorRecordsOf(visitor);
+    expect(turns).toEqual([
+      expect.objectContaining({
+        content: 'Your order ships today.',
+        instagram_mid: mid,
+        delivery_status: 'sent',
+      }),
+    ]);
+    expect(rows).toHaveLength(1);
+    const convo = await h.t.http().get(a.path('conversations')).set(a.admin);
+    const row = (convo.body.data.conversations as { userId: string; aiPausedUntil: string | null }[]).find(
+      (c) => c.userId === visitor,
+    );
+    expect(new Date(row!.aiPausedUntil!).getTime()).toBeGreaterThan(Date.now()); // a person answered
+  });
+
+  test('in completing its note, then 500 says it was delivered, and its echo records it once', async () => {
+    const visitor = await aVisitorWhoWrote(h, a, HOUR);
+    const complete = jest
+      .spyOn(h.t.deps.inbound.outbound, 'complete')
+      .mockRejectedValueOnce(new Error('connection pool cleared'));
+    let res;
+    try {
+      res = await send({ to: visitor, message: 'A person will call you.' });
+    } finally {
+      complete.mockRestore();
+    }
+
+    const mid = sentTo(visitor)[0]!.messageId;
+    expect(res.status).toBe(500);
+    expect(res.body.error.details).toEqual({ delivered: true, instagramMessageIds: [mid] });
+
+    await h.drain();
+    const { turns, rows } = await operatorRecordsOf(visitor);
+    expect(turns).toEqual([
+      expect.objectContaining({ content: 'A person will call you.', instagram_mid: mid }),
+    ]);
+    expect(rows).toHaveLength(1);
+  });
+});
+
 test('when an operator message is 2,500 characters long, then it arrives as parts of at most 1,000 bytes, in order, each stored', async () => {
   const visitor = await aVisitorWhoWrote(h, a, HOUR);
   const sentence = (i: number) => `Sentence ${i} über Größe und Lieferung — ça va? `;
