@@ -37,6 +37,18 @@ async function setup(kind: 'instagram' | 'page' = 'instagram') {
   };
 }
 
+/** POST /connect for another agent of the fixture's subaccount, as its admin. */
+const connectOther = (
+  s: { sub: { id: string }; admin: Record<string, string> },
+  agentId: string,
+  body: object,
+) =>
+  h.t
+    .http()
+    .post(igPath(s.sub.id, agentId, 'connect'))
+    .set(s.admin)
+    .send(body);
+
 function decodeQr(dataUrl: string): string | undefined {
   const png = PNG.sync.read(Buffer.from(dataUrl.replace(/^data:image\/png;base64,/, ''), 'base64'));
   return jsQR(new Uint8ClampedArray(png.data), png.width, png.height)?.data;
@@ -226,11 +238,7 @@ describe('POST /connect', () => {
     const s = await setup();
     await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token }).expect(200);
     const otherAgent = await anAgent(h.t.platformDb, s.sub);
-    const res = await h.t
-      .http()
-      .post(igPath(s.sub.id, otherAgent, 'connect'))
-      .set(s.admin)
-      .send({ accessToken: s.token });
+    const res = await connectOther(s, otherAgent, { accessToken: s.token });
     expect(res.status).toBe(409);
     expect(res.body.error.code).toBe('INSTAGRAM_ACCOUNT_IN_USE');
   });
@@ -242,13 +250,7 @@ describe('POST /connect', () => {
       ...(await Promise.all(Array.from({ length: 3 }, () => anAgent(h.t.platformDb, s.sub)))),
     ];
     const results = await Promise.all(
-      agents.map((agent) =>
-        h.t
-          .http()
-          .post(igPath(s.sub.id, agent, 'connect'))
-          .set(s.admin)
-          .send({ accessToken: s.token }),
-      ),
+      agents.map((agent) => connectOther(s, agent, { accessToken: s.token })),
     );
     expect(results.map((r) => r.status).sort()).toEqual([200, 409, 409, 409]);
     const connected = await h.t.platformDb
@@ -274,15 +276,7 @@ describe('POST /connect', () => {
     expect(docs[0]!.instagramAccountId).toBe(second.accountId);
     // The first account is free again for another agent.
     const other = await anAgent(h.t.platformDb, s.sub);
-    expect(
-      (
-        await h.t
-          .http()
-          .post(igPath(s.sub.id, other, 'connect'))
-          .set(s.admin)
-          .send({ accessToken: s.token })
-      ).status,
-    ).toBe(200);
+    expect((await connectOther(s, other, { accessToken: s.token })).status).toBe(200);
   });
 });
 
@@ -327,18 +321,10 @@ describe('the account registry', () => {
     expect(status.body.data).toMatchObject({ isConnected: true, instagramAccountId: s.accountId });
     expect(await registry().findOne({ _id: s.accountId as never })).toMatchObject({ agentId: s.agentId });
     const other = await anAgent(h.t.platformDb, s.sub);
-    const takeA = await h.t
-      .http()
-      .post(igPath(s.sub.id, other, 'connect'))
-      .set(s.admin)
-      .send({ accessToken: s.token });
+    const takeA = await connectOther(s, other, { accessToken: s.token });
     expect(takeA.status).toBe(409);
     // B, which the agent no longer holds, is free.
-    const takeB = await h.t
-      .http()
-      .post(igPath(s.sub.id, other, 'connect'))
-      .set(s.admin)
-      .send({ accessToken: b.token });
+    const takeB = await connectOther(s, other, { accessToken: b.token });
     expect(takeB.status).toBe(200);
   });
 
@@ -485,15 +471,7 @@ describe('GET /status and POST /disconnect', () => {
     expect(await subDb.collection('chats').countDocuments({ chat_id: 'chat_keep' })).toBe(1);
     expect((await h.t.http().get(s.path('status')).set(s.admin)).body.data).toEqual({ isConnected: false });
     const other = await anAgent(h.t.platformDb, s.sub);
-    expect(
-      (
-        await h.t
-          .http()
-          .post(igPath(s.sub.id, other, 'connect'))
-          .set(s.admin)
-          .send({ accessToken: s.token })
-      ).status,
-    ).toBe(200);
+    expect((await connectOther(s, other, { accessToken: s.token })).status).toBe(200);
   });
 
   test('when a disconnect completes while connect is still subscribing at Meta, then the disconnect stands and the account stays free', async () => {
@@ -518,11 +496,7 @@ describe('GET /status and POST /disconnect', () => {
 
     expect((await h.t.http().get(s.path('status')).set(s.admin)).body.data).toEqual({ isConnected: false });
     const other = await anAgent(h.t.platformDb, s.sub);
-    const elsewhere = await h.t
-      .http()
-      .post(igPath(s.sub.id, other, 'connect'))
-      .set(s.admin)
-      .send({ accessToken: s.token });
+    const elsewhere = await connectOther(s, other, { accessToken: s.token });
     expect(elsewhere.status).toBe(200); // free, not INSTAGRAM_ACCOUNT_IN_USE
   });
 
@@ -613,11 +587,7 @@ describe('a token sealed under a key no longer configured', () => {
     ).toBe(0);
     expect(h.graph.requests.slice(before)).toEqual([]);
     const other = await anAgent(h.t.platformDb, s.sub);
-    const elsewhere = await h.t
-      .http()
-      .post(igPath(s.sub.id, other, 'connect'))
-      .set(s.admin)
-      .send({ accessToken: s.token });
+    const elsewhere = await connectOther(s, other, { accessToken: s.token });
     expect(elsewhere.status).toBe(200);
   });
 });
