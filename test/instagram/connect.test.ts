@@ -37,17 +37,21 @@ async function setup(kind: 'instagram' | 'page' = 'instagram') {
   };
 }
 
-/** POST /connect for another agent of the fixture's subaccount, as its admin. */
-const connectOther = (
-  s: { sub: { id: string }; admin: Record<string, string> },
-  agentId: string,
+/** POST /connect as the fixture's admin, for its agent or another agent of its subaccount. */
+const connectAs = (
+  s: { sub: { id: string }; agentId: string; admin: Record<string, string> },
   body: object,
+  agentId = s.agentId,
 ) =>
   h.t
     .http()
     .post(igPath(s.sub.id, agentId, 'connect'))
     .set(s.admin)
     .send(body);
+
+/** The fixture's subaccount's `instagram_connections`, read and written directly. */
+const connectionsOf = (s: { sub: { databaseName: string } }) =>
+  h.t.platformDb.useDb(s.sub.databaseName).collection('instagram_connections');
 
 function decodeQr(dataUrl: string): string | undefined {
   const png = PNG.sync.read(Buffer.from(dataUrl.replace(/^data:image\/png;base64,/, ''), 'base64'));
@@ -57,7 +61,7 @@ function decodeQr(dataUrl: string): string | undefined {
 describe('POST /connect', () => {
   test('when an Instagram-Login token is valid, then it answers with a QR code that decodes to the DM link', async () => {
     const s = await setup('instagram');
-    const res = await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token });
+    const res = await connectAs(s, { accessToken: s.token });
     expect(res.status).toBe(200);
     expect(res.body.success).toBe(true);
     const d = res.body.data;
@@ -76,7 +80,7 @@ describe('POST /connect', () => {
 
   test('when the token is an Instagram-Login token, then graph.instagram.com /me is asked and user_id (not id) is stored', async () => {
     const s = await setup('instagram');
-    await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token }).expect(200);
+    await connectAs(s, { accessToken: s.token }).expect(200);
     const me = h.graph.requests.filter(
       (r) =>
         r.host === 'graph.instagram.com' &&
@@ -85,10 +89,7 @@ describe('POST /connect', () => {
     );
     expect(me).toHaveLength(1);
     expect(String(me[0]!.query.fields)).toContain('user_id');
-    const stored = await h.t.platformDb
-      .useDb(s.sub.databaseName)
-      .collection('instagram_connections')
-      .findOne({ agentId: s.agentId });
+    const stored = await connectionsOf(s).findOne({ agentId: s.agentId });
     expect(stored).toMatchObject({ instagramAccountId: s.accountId, tokenKind: 'instagram' });
     expect(stored!.instagramAccountId).not.toBe(`55${s.accountId}`);
     // Subscribed through the Instagram host's /me/subscribed_apps.
@@ -103,11 +104,7 @@ describe('POST /connect', () => {
   test('when a Page token is given with the account id, then graph.facebook.com /{id} is asked and the page is subscribed', async () => {
     const s = await setup('page');
     const pageId = `10${s.accountId}`;
-    const res = await h.t
-      .http()
-      .post(s.path('connect'))
-      .set(s.admin)
-      .send({ accessToken: s.token, instagramAccountId: s.accountId, pageId });
+    const res = await connectAs(s, { accessToken: s.token, instagramAccountId: s.accountId, pageId });
     expect(res.status).toBe(200);
     expect(
       h.graph.requests.some((r) => r.host === 'graph.facebook.com' && r.path === `/v25.0/${s.accountId}`),
@@ -137,7 +134,7 @@ describe('POST /connect', () => {
         },
       },
     ]);
-    const res = await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token });
+    const res = await connectAs(s, { accessToken: s.token });
     expect(res.status).toBe(200);
     expect(res.body.data.webhookSubscription).toBe('failed');
     expect(res.body.data.webhookSubscriptionError).toContain('Requires instagram_business_manage_messages');
@@ -166,14 +163,12 @@ describe('POST /connect', () => {
     const s = await setup();
     const unknown = `IGAA${crypto.randomBytes(20).toString('hex')}`;
     const before = h.graph.requests.length;
-    const res = await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: unknown });
+    const res = await connectAs(s, { accessToken: unknown });
     expect(res.status).toBe(422);
     expect(res.body.error).toMatchObject({ code: 'INSTAGRAM_AUTH_FAILED', details: { code: 190 } });
     expect(res.body.error.message).toMatch(/token/i);
     expect(h.graph.requests.length - before).toBe(1);
-    expect(
-      await h.t.platformDb.useDb(s.sub.databaseName).collection('instagram_connections').countDocuments(),
-    ).toBe(0);
+    expect(await connectionsOf(s).countDocuments()).toBe(0);
   });
 
   test('when Meta fails transiently, then the check is retried and succeeds', async () => {
@@ -193,7 +188,7 @@ describe('POST /connect', () => {
       },
       { status: 503 },
     ]);
-    const res = await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token });
+    const res = await connectAs(s, { accessToken: s.token });
     expect(res.status).toBe(200);
   });
 
@@ -203,12 +198,10 @@ describe('POST /connect', () => {
       { method: 'GET', path: '/me' },
       Array.from({ length: 4 }, () => ({ status: 503 })),
     ); // every attempt the client makes
-    const res = await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token });
+    const res = await connectAs(s, { accessToken: s.token });
     expect(res.status).toBe(502);
     expect(res.body.error.code).toBe('INSTAGRAM_UNAVAILABLE');
-    expect(
-      await h.t.platformDb.useDb(s.sub.databaseName).collection('instagram_connections').countDocuments(),
-    ).toBe(0);
+    expect(await connectionsOf(s).countDocuments()).toBe(0);
   });
 
   test("when the caller is not signed in, not an admin, or another subaccount's, then 401 / 403", async () => {
@@ -236,9 +229,9 @@ describe('POST /connect', () => {
 
   test('when the account is connected to another agent, then 409 INSTAGRAM_ACCOUNT_IN_USE', async () => {
     const s = await setup();
-    await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token }).expect(200);
+    await connectAs(s, { accessToken: s.token }).expect(200);
     const otherAgent = await anAgent(h.t.platformDb, s.sub);
-    const res = await connectOther(s, otherAgent, { accessToken: s.token });
+    const res = await connectAs(s, { accessToken: s.token }, otherAgent);
     expect(res.status).toBe(409);
     expect(res.body.error.code).toBe('INSTAGRAM_ACCOUNT_IN_USE');
   });
@@ -249,34 +242,25 @@ describe('POST /connect', () => {
       s.agentId,
       ...(await Promise.all(Array.from({ length: 3 }, () => anAgent(h.t.platformDb, s.sub)))),
     ];
-    const results = await Promise.all(
-      agents.map((agent) => connectOther(s, agent, { accessToken: s.token })),
-    );
+    const results = await Promise.all(agents.map((agent) => connectAs(s, { accessToken: s.token }, agent)));
     expect(results.map((r) => r.status).sort()).toEqual([200, 409, 409, 409]);
-    const connected = await h.t.platformDb
-      .useDb(s.sub.databaseName)
-      .collection('instagram_connections')
-      .countDocuments({ instagramAccountId: s.accountId });
+    const connected = await connectionsOf(s).countDocuments({ instagramAccountId: s.accountId });
     expect(connected).toBe(1);
   });
 
   test('when the same agent connects again, then the old connection is replaced', async () => {
     const s = await setup();
-    await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token }).expect(200);
+    await connectAs(s, { accessToken: s.token }).expect(200);
     const second = await setup();
     h.graph.accounts.set(second.token, { ...h.graph.accounts.get(second.token)! });
-    const res = await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: second.token });
+    const res = await connectAs(s, { accessToken: second.token });
     expect(res.status).toBe(200);
-    const docs = await h.t.platformDb
-      .useDb(s.sub.databaseName)
-      .collection('instagram_connections')
-      .find({ agentId: s.agentId })
-      .toArray();
+    const docs = await connectionsOf(s).find({ agentId: s.agentId }).toArray();
     expect(docs).toHaveLength(1);
     expect(docs[0]!.instagramAccountId).toBe(second.accountId);
     // The first account is free again for another agent.
     const other = await anAgent(h.t.platformDb, s.sub);
-    expect((await connectOther(s, other, { accessToken: s.token })).status).toBe(200);
+    expect((await connectAs(s, { accessToken: s.token }, other)).status).toBe(200);
   });
 });
 
@@ -285,7 +269,7 @@ describe('the account registry', () => {
 
   test('when two connects of one agent overlap (one to another account, one again to its own), then the agent keeps its account', async () => {
     const s = await setup(); // account A
-    await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token }).expect(200);
+    await connectAs(s, { accessToken: s.token }).expect(200);
     const b = await setup(); // account B, connected below by s's agent
 
     // The connect to B stops just before it frees A, the account it replaced...
@@ -301,15 +285,10 @@ describe('the account registry', () => {
       return release(...args);
     });
     try {
-      const toB = h.t
-        .http()
-        .post(s.path('connect'))
-        .set(s.admin)
-        .send({ accessToken: b.token })
-        .then((r) => r);
+      const toB = connectAs(s, { accessToken: b.token }).then((r) => r);
       await entered;
       // ...while the admin connects A again, which completes.
-      await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token }).expect(200);
+      await connectAs(s, { accessToken: s.token }).expect(200);
       open();
       expect((await toB).status).toBe(200);
     } finally {
@@ -321,21 +300,18 @@ describe('the account registry', () => {
     expect(status.body.data).toMatchObject({ isConnected: true, instagramAccountId: s.accountId });
     expect(await registry().findOne({ _id: s.accountId as never })).toMatchObject({ agentId: s.agentId });
     const other = await anAgent(h.t.platformDb, s.sub);
-    const takeA = await connectOther(s, other, { accessToken: s.token });
+    const takeA = await connectAs(s, { accessToken: s.token }, other);
     expect(takeA.status).toBe(409);
     // B, which the agent no longer holds, is free.
-    const takeB = await connectOther(s, other, { accessToken: b.token });
+    const takeB = await connectAs(s, { accessToken: b.token }, other);
     expect(takeB.status).toBe(200);
   });
 
   test('when a connection and its claim were stored before claim ids existed, then disconnecting frees the account', async () => {
     const s = await setup();
-    await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token }).expect(200);
+    await connectAs(s, { accessToken: s.token }).expect(200);
     await registry().updateOne({ _id: s.accountId as never }, { $unset: { claimId: 1 } });
-    await h.t.platformDb
-      .useDb(s.sub.databaseName)
-      .collection('instagram_connections')
-      .updateOne({ agentId: s.agentId }, { $unset: { registryClaimId: 1 } });
+    await connectionsOf(s).updateOne({ agentId: s.agentId }, { $unset: { registryClaimId: 1 } });
     await h.t.http().post(s.path('disconnect')).set(s.admin).send({}).expect(200);
     expect(await registry().countDocuments({ _id: s.accountId as never })).toBe(0);
   });
@@ -350,11 +326,11 @@ describe('the account registry', () => {
         { upsert: true },
       );
     await leftover(new Date(Date.now() - 10_000)); // its connect may still be saving
-    const early = await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token });
+    const early = await connectAs(s, { accessToken: s.token });
     expect(early.status).toBe(409);
 
     await leftover(new Date(Date.now() - 10 * 60_000));
-    const late = await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token });
+    const late = await connectAs(s, { accessToken: s.token });
     expect(late.status).toBe(200);
     expect(await registry().findOne({ _id: s.accountId as never })).toMatchObject({ agentId: s.agentId });
   });
@@ -365,11 +341,11 @@ describe('secrets', () => {
     const s = await setup();
     const appSecret = `appsecret-${crypto.randomBytes(12).toString('hex')}`;
     const verifyToken = `verify-${crypto.randomBytes(12).toString('hex')}`;
-    const connect = await h.t
-      .http()
-      .post(s.path('connect'))
-      .set(s.admin)
-      .send({ accessToken: s.token, appSecret, webhookVerificationToken: verifyToken });
+    const connect = await connectAs(s, {
+      accessToken: s.token,
+      appSecret,
+      webhookVerificationToken: verifyToken,
+    });
     const status = await h.t.http().get(s.path('status')).set(s.admin);
     const responses = JSON.stringify([connect.body, status.body]);
     expect(responses).not.toContain(s.token);
@@ -386,10 +362,7 @@ describe('secrets', () => {
         for (const secret of [s.token, appSecret, verifyToken]) expect(dump).not.toContain(secret);
       }
     }
-    const stored = await h.t.platformDb
-      .useDb(s.sub.databaseName)
-      .collection('instagram_connections')
-      .findOne({ agentId: s.agentId });
+    const stored = await connectionsOf(s).findOne({ agentId: s.agentId });
     expect(stored!.accessTokenSealed).toMatch(/^v1:[0-9a-f]{8}:/);
   });
 });
@@ -417,12 +390,7 @@ describe('GET /status and POST /disconnect', () => {
 
   test('when connected, then status shows the contract fields', async () => {
     const s = await setup();
-    await h.t
-      .http()
-      .post(s.path('connect'))
-      .set(s.admin)
-      .send({ accessToken: s.token, appSecret: 'app-secret-123' })
-      .expect(200);
+    await connectAs(s, { accessToken: s.token, appSecret: 'app-secret-123' }).expect(200);
     const res = await h.t.http().get(s.path('status')).set(userOf(s.sub.id));
     expect(res.status).toBe(200);
     expect(res.body.data).toMatchObject({
@@ -444,13 +412,13 @@ describe('GET /status and POST /disconnect', () => {
 
   test('when no app secret is known, then signatureVerification is false', async () => {
     const s = await setup();
-    await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token }).expect(200);
+    await connectAs(s, { accessToken: s.token }).expect(200);
     expect((await h.t.http().get(s.path('status')).set(s.admin)).body.data.signatureVerification).toBe(false);
   });
 
   test('when disconnected, then the token document is deleted, Meta is unsubscribed, the account is free and chats stay', async () => {
     const s = await setup();
-    await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token }).expect(200);
+    await connectAs(s, { accessToken: s.token }).expect(200);
     const subDb = h.t.platformDb.useDb(s.sub.databaseName);
     await subDb
       .collection('chats')
@@ -471,7 +439,7 @@ describe('GET /status and POST /disconnect', () => {
     expect(await subDb.collection('chats').countDocuments({ chat_id: 'chat_keep' })).toBe(1);
     expect((await h.t.http().get(s.path('status')).set(s.admin)).body.data).toEqual({ isConnected: false });
     const other = await anAgent(h.t.platformDb, s.sub);
-    expect((await connectOther(s, other, { accessToken: s.token })).status).toBe(200);
+    expect((await connectAs(s, { accessToken: s.token }, other)).status).toBe(200);
   });
 
   test('when a disconnect completes while connect is still subscribing at Meta, then the disconnect stands and the account stays free', async () => {
@@ -480,12 +448,7 @@ describe('GET /status and POST /disconnect', () => {
       { status: 200, body: { success: true }, delayMs: 400 }, // Meta slow to answer the subscription
     ]);
     const requestsBefore = h.graph.requests.length;
-    const connecting = h.t
-      .http()
-      .post(s.path('connect'))
-      .set(s.admin)
-      .send({ accessToken: s.token })
-      .then((r) => r); // started now
+    const connecting = connectAs(s, { accessToken: s.token }).then((r) => r); // started now
     await waitFor('connect to reach the subscription', () =>
       h.graph.requests
         .slice(requestsBefore)
@@ -496,29 +459,24 @@ describe('GET /status and POST /disconnect', () => {
 
     expect((await h.t.http().get(s.path('status')).set(s.admin)).body.data).toEqual({ isConnected: false });
     const other = await anAgent(h.t.platformDb, s.sub);
-    const elsewhere = await connectOther(s, other, { accessToken: s.token });
+    const elsewhere = await connectAs(s, { accessToken: s.token }, other);
     expect(elsewhere.status).toBe(200); // free, not INSTAGRAM_ACCOUNT_IN_USE
   });
 
   test('when Meta fails the unsubscribe, then disconnect still forgets the token', async () => {
     const s = await setup();
-    await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token }).expect(200);
+    await connectAs(s, { accessToken: s.token }).expect(200);
     h.graph.failNext(
       { method: 'DELETE' },
       Array.from({ length: 4 }, () => ({ status: 500 })),
     );
     expect((await h.t.http().post(s.path('disconnect')).set(s.admin).send({})).status).toBe(200);
-    expect(
-      await h.t.platformDb
-        .useDb(s.sub.databaseName)
-        .collection('instagram_connections')
-        .countDocuments({ agentId: s.agentId }),
-    ).toBe(0);
+    expect(await connectionsOf(s).countDocuments({ agentId: s.agentId })).toBe(0);
   });
 
   test('when a user (not admin) disconnects, then 403 and nothing changes', async () => {
     const s = await setup();
-    await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token }).expect(200);
+    await connectAs(s, { accessToken: s.token }).expect(200);
     expect((await h.t.http().post(s.path('disconnect')).set(userOf(s.sub.id)).send({})).status).toBe(403);
     expect((await h.t.http().get(s.path('status')).set(s.admin)).body.data.isConnected).toBe(true);
   });
@@ -528,25 +486,17 @@ describe('a token sealed under a key no longer configured', () => {
   /** Connected, then its stored token re-sealed under a key this process does not have (two rotations ago). */
   async function connectedUnderAForgottenKey() {
     const s = await setup();
-    await h.t
-      .http()
-      .post(s.path('connect'))
-      .set(s.admin)
-      .send({ accessToken: s.token, appSecret: 'app-secret-123' })
-      .expect(200);
+    await connectAs(s, { accessToken: s.token, appSecret: 'app-secret-123' }).expect(200);
     const forgotten = new SecretBox(crypto.randomBytes(32));
-    await h.t.platformDb
-      .useDb(s.sub.databaseName)
-      .collection('instagram_connections')
-      .updateOne(
-        { agentId: s.agentId },
-        {
-          $set: {
-            accessTokenSealed: forgotten.seal(s.token),
-            appSecretSealed: forgotten.seal('app-secret-123'),
-          },
+    await connectionsOf(s).updateOne(
+      { agentId: s.agentId },
+      {
+        $set: {
+          accessTokenSealed: forgotten.seal(s.token),
+          appSecretSealed: forgotten.seal('app-secret-123'),
         },
-      );
+      },
+    );
     return s;
   }
 
@@ -567,7 +517,7 @@ describe('a token sealed under a key no longer configured', () => {
 
   test('when the admin connects again, then the new token replaces it and status is valid', async () => {
     const s = await connectedUnderAForgottenKey();
-    const again = await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token });
+    const again = await connectAs(s, { accessToken: s.token });
     expect(again.status).toBe(200);
     const status = await h.t.http().get(s.path('status')).set(s.admin);
     expect(status.body.data).toMatchObject({ isConnected: true, tokenStatus: 'valid' });
@@ -579,15 +529,10 @@ describe('a token sealed under a key no longer configured', () => {
     const res = await h.t.http().post(s.path('disconnect')).set(s.admin).send({});
     expect(res.status).toBe(200);
     expect(res.body.data).toEqual({ isConnected: false });
-    expect(
-      await h.t.platformDb
-        .useDb(s.sub.databaseName)
-        .collection('instagram_connections')
-        .countDocuments({ agentId: s.agentId }),
-    ).toBe(0);
+    expect(await connectionsOf(s).countDocuments({ agentId: s.agentId })).toBe(0);
     expect(h.graph.requests.slice(before)).toEqual([]);
     const other = await anAgent(h.t.platformDb, s.sub);
-    const elsewhere = await connectOther(s, other, { accessToken: s.token });
+    const elsewhere = await connectAs(s, { accessToken: s.token }, other);
     expect(elsewhere.status).toBe(200);
   });
 });
@@ -601,11 +546,10 @@ describe('GET /webhook handshake', () => {
 
   test('when the verify token matches, then the challenge comes back byte for byte as text/plain and webhookVerifiedAt is set', async () => {
     const s = await setup();
-    const { body } = await h.t
-      .http()
-      .post(s.path('connect'))
-      .set(s.admin)
-      .send({ accessToken: s.token, webhookVerificationToken: 'my-verify-token-1' });
+    const { body } = await connectAs(s, {
+      accessToken: s.token,
+      webhookVerificationToken: 'my-verify-token-1',
+    });
     expect(body.data.webhookVerificationToken).toBe('my-verify-token-1');
     const challenge = 'ch_äöü-12345 +/=';
     const res = await handshake(s.path('webhook'), 'my-verify-token-1', challenge);
@@ -618,17 +562,13 @@ describe('GET /webhook handshake', () => {
 
   test('when the generated verify token is used, then it verifies too', async () => {
     const s = await setup();
-    const { body } = await h.t.http().post(s.path('connect')).set(s.admin).send({ accessToken: s.token });
+    const { body } = await connectAs(s, { accessToken: s.token });
     expect((await handshake(s.path('webhook'), body.data.webhookVerificationToken)).text).toBe('1158201444');
   });
 
   test('when the token is wrong, the mode is not subscribe, or a parameter is missing, then 403', async () => {
     const s = await setup();
-    await h.t
-      .http()
-      .post(s.path('connect'))
-      .set(s.admin)
-      .send({ accessToken: s.token, webhookVerificationToken: 'right-token-123' });
+    await connectAs(s, { accessToken: s.token, webhookVerificationToken: 'right-token-123' });
     expect((await handshake(s.path('webhook'), 'wrong-token-123')).status).toBe(403);
     expect(
       (
@@ -650,11 +590,7 @@ describe('GET /webhook handshake', () => {
 
   test('when the agent has disconnected, then the handshake answers 403', async () => {
     const s = await setup();
-    await h.t
-      .http()
-      .post(s.path('connect'))
-      .set(s.admin)
-      .send({ accessToken: s.token, webhookVerificationToken: 'right-token-456' });
+    await connectAs(s, { accessToken: s.token, webhookVerificationToken: 'right-token-456' });
     expect((await handshake(s.path('webhook'), 'right-token-456')).status).toBe(200);
     await h.t.http().post(s.path('disconnect')).set(s.admin).send({}).expect(200);
     expect((await handshake(s.path('webhook'), 'right-token-456')).status).toBe(403);
