@@ -51,6 +51,8 @@ export interface DepsOverrides {
   worker?: Partial<WorkerOptions>;
   /** How long an ambiguous send waits for its echo before it is sent again (default 15 s). */
   reconcileWindowMs?: number;
+  /** First wait before an operator's part Meta took is recorded again after a failure (default 1 s). */
+  recordRetryBaseMs?: number;
 }
 
 export function buildDeps(
@@ -120,6 +122,8 @@ export function buildDeps(
     logger,
     chatSessionTtlMs: inbound.chatSessionTtlMs,
     humanTakeoverMs: inbound.humanTakeoverMs,
+    outbound,
+    recordRetryBaseMs: o.recordRetryBaseMs ?? 1_000,
   });
   // Outbound notes live in each subaccount's database: swept in every one with a connected account.
   const sweepOutbound = async (olderThan: Date) => {

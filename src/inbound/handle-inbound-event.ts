@@ -182,20 +182,14 @@ async function answerVisitor(
 
 /**
  * Meta echoes every message the account sends. Ours (by mid, or an in-flight send with the same text) are
- * recorded by whoever sent them (an operator's, possibly from here); anything else was typed by a person in
- * the Instagram app: an operator turn, and the AI steps back for the takeover period.
+ * already recorded; anything else was typed by a person in the Instagram app: an operator turn, and the
+ * AI steps back for the takeover period.
  */
 async function recordEcho(d: InboundDeps, t: Thread, event: InboundEvent): Promise<'done' | 'ignored'> {
   if (!event.mid) return 'ignored';
   // Ours by mid (one lookup by _id) or an in-flight send with the same text. A retry of this echo records
   // it again, which completes whatever a failed attempt left out and adds nothing twice (TurnRecorder).
-  const ours = await d.outbound.claimEcho(t.db, t.agentId, t.userId, event.mid, event.text);
-  // An agent reply is recorded by its event's handling (retried until it is). An operator's message is
-  // sent once, by a request: the echo that reaches here may be all that is left of it (its recording
-  // failed after Meta took it), so it is recorded under the send's own message_id, which adds nothing
-  // when the request did record it.
-  if (ours && !ours.key?.startsWith('operator:')) return 'ignored';
-  const messageId = ours ? turnId(ours.key!) : turnId(event.key);
+  if (await d.outbound.claimEcho(t.db, t.agentId, t.userId, event.mid, event.text)) return 'ignored';
 
   const sessions = new ChatSessions(d, d.platform.retellFor(t.subaccount));
   const chatId = await sessions.currentForOperator(t);
@@ -204,7 +198,7 @@ async function recordEcho(d: InboundDeps, t: Thread, event: InboundEvent): Promi
     userId: t.userId,
     chatId,
     turn: {
-      message_id: messageId,
+      message_id: turnId(event.key),
       role: 'operator',
       content: event.text ?? '',
       created_timestamp: event.timestamp,
@@ -213,7 +207,6 @@ async function recordEcho(d: InboundDeps, t: Thread, event: InboundEvent): Promi
       delivery_status: 'sent',
     },
   });
-  if (ours) return 'done'; // the operator's request took over the thread
   if (d.humanTakeoverMs > 0) {
     // Never shortens a longer pause an admin set on purpose.
     await d.conversations.extendPause(t.db, t.agentId, t.userId, new Date(Date.now() + d.humanTakeoverMs));

@@ -8,18 +8,20 @@ import { GraphError } from './graph.errors';
 import type { OutboundRepo } from './outbound.repo';
 import { splitMessage } from './message-split';
 
-/** The stored token cannot be opened (InstagramConnection.secretsUnreadable): refused here, as Meta would a dead one. */
+/**
+ * The stored token cannot be opened here (InstagramConnection.secretsUnreadable): nothing is sent, and the
+ * connection is not marked invalid, since the token may be fine and only this process's keys wrong (a
+ * deploy with a missing TOKEN_ENCRYPTION_KEY_PREVIOUS): a retry, perhaps by another process, may send it.
+ */
 const unreadableToken = () =>
-  new GraphError({
-    kind: 'invalid_token',
-    metaMessage: 'the stored token cannot be opened with the configured keys; connect the account again',
-    mayHaveBeenSent: false,
-  });
+  retryLater(
+    'the stored token cannot be opened with the configured keys (TOKEN_ENCRYPTION_KEY, TOKEN_ENCRYPTION_KEY_PREVIOUS): fix the keys or connect the account again',
+  );
 
 /**
  * Meta took the message (its mid is known) but what had to follow failed: completing its note, or
- * recording it (`afterSent`). Not a GraphError: the worker retries it like any failure of ours, and an
- * operator is told the message went out.
+ * recording it. Not a GraphError: the worker retries it like any failure of ours, and an operator is told
+ * the message went out.
  */
 export class DeliveredButUnrecorded extends Error {
   constructor(
@@ -69,6 +71,7 @@ export class MessagingService {
    * first, for up to `reconcileWindowMs`.
    */
   async deliverAgentReplies(db: Connection, conn: InstagramConnection, a: AgentDelivery): Promise<void> {
+    if (conn.secretsUnreadable) throw unreadableToken();
     const parts = a.replies.flatMap((r) => splitMessage(r));
     for (let i = 0; i < parts.length; i++) {
       const text = parts[i]!;
@@ -142,9 +145,8 @@ export class MessagingService {
    * the answer is known as ours), completed after it, and a dead token (190) flagged on the connection.
    * Meta's refusal is rethrown as the GraphError; an outcome Meta left unknown leaves the note `uncertain`
    * (the caller reconciles it against echoes) or `failed` (a late echo is then recorded as a person's).
-   * `alreadyNoted`: the caller began the note itself (and read what a retry finds there). `afterSent`:
-   * what must follow Meta's acceptance before the echo may be dropped as ours (OutboundRepo.complete).
-   * A failure after Meta's acceptance is thrown as DeliveredButUnrecorded, with the mid.
+   * `alreadyNoted`: the caller began the note itself (and read what a retry finds there). A failure after
+   * Meta's acceptance (completing the note) is thrown as DeliveredButUnrecorded, with the mid.
    */
   async sendNoted(
     db: Connection,
@@ -156,27 +158,18 @@ export class MessagingService {
       message: OutgoingMessage;
       ifUnknown: 'uncertain' | 'failed';
       alreadyNoted?: boolean;
-      afterSent?: (mid: string) => Promise<void>;
     },
   ): Promise<string> {
     const content =
       'text' in n.message ? { text: n.message.text } : { attachmentUrl: n.message.attachment.url };
+    if (conn.secretsUnreadable) throw unreadableToken();
     if (!n.alreadyNoted)
       await this.d.outbound.begin(db, { key: n.key, agentId: n.agentId, userId: n.userId, ...content });
     let delivered: string | undefined;
     try {
-      if (conn.secretsUnreadable) throw unreadableToken();
       delivered = (await this.d.graph.sendMessage(conn.accessToken, n.userId, n.message)).messageId;
-      const mid = delivered;
-      const afterSent = n.afterSent;
-      await this.d.outbound.complete(
-        db,
-        n.agentId,
-        n.key,
-        { status: 'sent', mid },
-        afterSent && (() => afterSent(mid)),
-      );
-      return mid;
+      await this.d.outbound.complete(db, n.agentId, n.key, { status: 'sent', mid: delivered });
+      return delivered;
     } catch (err) {
       if (delivered !== undefined) throw new DeliveredButUnrecorded(delivered, err);
       if (!(err instanceof GraphError)) throw err;

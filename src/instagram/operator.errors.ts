@@ -26,12 +26,12 @@ export const windowClosed = (lastInboundAt: Date | null, details?: Record<string
 
 /**
  * Meta took the message but it could not be recorded (the database failed): a 500, which says what went
- * out so that nobody sends it again. The turn is recorded from Meta's echo when it comes.
+ * out so that nobody sends it again. The service records the turn again in the background.
  */
 export const deliveredNotRecorded = (instagramMessageIds: string[], sentMessageIds: string[]) =>
   new AppError(
     'INTERNAL_ERROR',
-    'The message reached Instagram but could not be recorded; it will appear in the history when Instagram echoes it. Do not send it again.',
+    'The message reached Instagram but could not be recorded yet; it will appear in the history once it is. Do not send it again.',
     500,
     { delivered: true, instagramMessageIds, ...(sentMessageIds.length ? { sentMessageIds } : {}) },
   );

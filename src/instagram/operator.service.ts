@@ -8,6 +8,7 @@ import type { TurnRecorder } from '../chats/turn-recorder';
 import { encodeConversationCursor, type ConversationCursor } from '../chats/conversations.repo';
 import { ChatSessions } from '../inbound/chat-sessions';
 import type { ConnectionRepo, InstagramConnection } from './connection.repo';
+import type { OutboundRepo } from './outbound.repo';
 import type { AttachmentType, OutgoingMessage } from './graph.client';
 import { DeliveredButUnrecorded, type MessagingService } from './messaging.service';
 import { GraphError } from './graph.errors';
@@ -25,7 +26,13 @@ export interface OperatorDeps {
   chatSessionTtlMs: number;
   /** How long a person answering pauses the AI for that user; 0 disables the takeover. */
   humanTakeoverMs: number;
+  outbound: OutboundRepo;
+  /** First wait before recording again a part Meta took but the database refused; doubled each time. */
+  recordRetryBaseMs: number;
 }
+
+/** Attempts to record again a part Meta took (waits of 1, 2, 4, 8, 16, 32 × recordRetryBaseMs). */
+const RECORD_ATTEMPTS = 6;
 
 export interface SendInput {
   to: string;
@@ -45,7 +52,7 @@ export class OperatorService {
    * Connected → window open → split → send each part (text first, attachment last) → record each as an
    * `operator` turn → the AI steps back for the takeover period. A failure after some parts went out keeps
    * those parts recorded and names them in the error's `details.sentMessageIds`. A part Meta took that could
-   * not be recorded answers 500 with `details.delivered` and every mid that went out; its echo records it.
+   * not be recorded answers 500 with `details.delivered` and every mid that went out (`recordLater`).
    */
   async sendOperatorMessage(t: Tenant, input: SendInput) {
     const connection = await this.assertConnected(t);
@@ -54,26 +61,33 @@ export class OperatorService {
     const messageIds: string[] = [];
     const instagramMessageIds: string[] = [];
     let chatId: string | undefined;
+    const recordPart = async (key: string, message: OutgoingMessage, mid: string) => {
+      chatId ??= await this.chatFor(t, connection, input.to);
+      return this.record(t, chatId, input.to, key, message, mid);
+    };
     try {
       for (const [i, message] of outgoingParts(input).entries()) {
         const key = `operator:${batch}:${i}`;
-        // Recorded before its echo may be dropped as ours (OutboundRepo.complete): should recording fail,
-        // the echo is stored and the worker records the turn from it (same message_id, so never twice).
-        const mid = await this.sendPart(t, connection, input.to, message, key, async (sent) => {
-          chatId ??= await this.chatFor(t, connection, input.to);
-          messageIds.push(await this.record(t, chatId, input.to, key, message, sent));
+        const mid = await this.sendPart(t, connection, input.to, message, key).catch((err: unknown) => {
+          if (err instanceof DeliveredButUnrecorded)
+            this.recordLater(t, input.to, key, message, err.mid, recordPart);
+          throw err;
         });
         instagramMessageIds.push(mid);
+        try {
+          messageIds.push(await recordPart(key, message, mid));
+        } catch (err) {
+          this.recordLater(t, input.to, key, message, mid, recordPart);
+          throw new DeliveredButUnrecorded(mid, err);
+        }
       }
     } catch (err) {
       if (err instanceof DeliveredButUnrecorded) {
-        instagramMessageIds.push(err.mid);
+        if (!instagramMessageIds.includes(err.mid)) instagramMessageIds.push(err.mid);
         this.d.logger.error(
           { err: err.cause, delivered: instagramMessageIds.length },
-          'an operator message reached Instagram but was not recorded; its echo will record it',
+          'an operator message reached Instagram but was not recorded; recording it again in the background',
         );
-        // Best effort: the answer must say what went out, whatever else the database refuses now.
-        await this.takeOver(t, input.to).catch(() => undefined);
         throw deliveredNotRecorded(instagramMessageIds, messageIds);
       }
       if (instagramMessageIds.length > 0) await this.takeOver(t, input.to);
@@ -82,6 +96,37 @@ export class OperatorService {
     }
     await this.takeOver(t, input.to);
     return { messageIds, instagramMessageIds, recipientId: input.to, chatId: chatId! };
+  }
+
+  /**
+   * A part Meta took could not be recorded (the database failed): recorded again from here, a few times
+   * over about a minute (the same message_id, so a write that did land is not repeated), and the AI paused.
+   * Its echo cannot do it: it is ours and dropped. Lost with the process; logged when it gives up.
+   */
+  private recordLater(
+    t: Tenant,
+    userId: string,
+    key: string,
+    message: OutgoingMessage,
+    mid: string,
+    recordPart: (key: string, message: OutgoingMessage, mid: string) => Promise<string>,
+  ): void {
+    const attempt = async (n: number): Promise<void> => {
+      await new Promise((r) => setTimeout(r, this.d.recordRetryBaseMs * 2 ** n).unref());
+      try {
+        await this.d.outbound.complete(t.db, t.agent.agentId, key, { status: 'sent', mid });
+        await recordPart(key, message, mid);
+        await this.takeOver(t, userId);
+        this.d.logger.info({ mid }, 'an operator message not recorded at first is recorded');
+      } catch (err) {
+        if (n + 1 < RECORD_ATTEMPTS) return attempt(n + 1);
+        this.d.logger.error(
+          { err, mid, messageId: turnId(key) },
+          'an operator message that reached Instagram could not be recorded',
+        );
+      }
+    };
+    void attempt(0);
   }
 
   /**
@@ -135,6 +180,8 @@ export class OperatorService {
   private async assertConnected(t: Tenant): Promise<InstagramConnection> {
     const c = await this.d.connectionRepo.find(t.db, t.agent.agentId);
     if (!c) throw notConnected();
+    if (c.secretsUnreadable)
+      throw authFailed('The stored token cannot be opened with the configured encryption keys');
     // Meta said 190 before: every send would fail the same way until the account is connected again.
     if (c.tokenStatus === 'invalid') throw authFailed('Instagram no longer accepts the connection token');
     return c;
@@ -160,7 +207,6 @@ export class OperatorService {
     userId: string,
     message: OutgoingMessage,
     key: string,
-    afterSent: (mid: string) => Promise<void>,
   ): Promise<string> {
     return this.d.messaging.sendNoted(t.db, connection, {
       key,
@@ -168,7 +214,6 @@ export class OperatorService {
       userId,
       message,
       ifUnknown: 'failed',
-      afterSent,
     });
   }
 

@@ -46,20 +46,12 @@ schema.index({ createdAt: 1 }); // retention sweep
  * fields, so no query for notes matches them; they are swept with the notes.
  */
 const midId = (agentId: string, mid: string) => `mid:${agentId}:${mid}`;
-/**
- * The write that registers a mid (an upsert: registering it twice leaves one entry), with the key of the
- * note it was sent under, so an echo found by mid knows what it echoes (an operator's message, say).
- */
-const midRegistration = (agentId: string, mid: string, key: string) => ({
+/** The write that registers a mid (an upsert: registering it twice leaves one entry). */
+const midRegistration = (agentId: string, mid: string) => ({
   filter: { _id: midId(agentId, mid) },
-  update: { $setOnInsert: { createdAt: new Date(), key } },
+  update: { $setOnInsert: { createdAt: new Date() } },
   upsert: true,
 });
-
-/** An echo recognised as ours, with the key of the note it echoes (absent on mids registered before keys were kept). */
-export interface OwnEcho {
-  key?: string;
-}
 
 /** How long an in-flight or uncertain send may still be matched to an echo by its text. */
 const MATCH_WINDOW_MS = 60 * 60_000;
@@ -107,8 +99,8 @@ export class OutboundRepo {
       .collection as unknown as mongo.Collection<OutboundNote>;
   }
 
-  private async rememberMid(db: Connection, agentId: string, mid: string, key: string): Promise<void> {
-    const { filter, update, upsert } = midRegistration(agentId, mid, key);
+  private async rememberMid(db: Connection, agentId: string, mid: string): Promise<void> {
+    const { filter, update, upsert } = midRegistration(agentId, mid);
     try {
       await (await this.notes(db)).updateOne(filter, update, { upsert });
     } catch (err) {
@@ -118,10 +110,9 @@ export class OutboundRepo {
   }
 
   /** Did we send the message with this mid? (One lookup by `_id`.) */
-  async isOurs(db: Connection, agentId: string, mid: string): Promise<OwnEcho | undefined> {
+  async isOurs(db: Connection, agentId: string, mid: string): Promise<boolean> {
     const c = await this.notes(db);
-    const found = await c.findOne({ _id: midId(agentId, mid) }, { projection: { key: 1 } });
-    return found ? (found.key ? { key: found.key } : {}) : undefined;
+    return (await c.findOne({ _id: midId(agentId, mid) }, { projection: { _id: 1 } })) !== null;
   }
 
   /**
@@ -149,19 +140,14 @@ export class OutboundRepo {
     return { note: (await c.findOne({ _id: fresh._id })) as unknown as OutboundNote, created: false };
   }
 
-  /**
-   * Completes the note; while its writes run, `sentHere` for its mid waits for them (registered at once).
-   * `andThen` (recording the message, for a send nothing retries) runs after them inside that wait: its
-   * echo is dropped at intake only once it has succeeded, and is stored, to be recorded from, if it fails.
-   */
+  /** Completes the note; while its writes run, `sentHere` for its mid waits for them (registered at once). */
   complete(
     db: Connection,
     agentId: string,
     key: string,
     set: { status: OutboundNote['status']; mid?: string },
-    andThen?: () => Promise<void>,
   ): Promise<void> {
-    const writes = this.writeCompletion(db, agentId, key, set, andThen);
+    const writes = this.writeCompletion(db, agentId, key, set);
     if (!set.mid) return writes;
     const id = midId(agentId, set.mid);
     this.completing.set(id, writes);
@@ -177,13 +163,11 @@ export class OutboundRepo {
     agentId: string,
     key: string,
     set: { status: OutboundNote['status']; mid?: string },
-    andThen?: () => Promise<void>,
   ): Promise<void> {
     const c = await this.notes(db);
     const complete = { filter: { _id: noteId(agentId, key) }, update: { $set: set } };
     if (!set.mid) {
       await c.updateOne(complete.filter, complete.update);
-      await andThen?.();
       return;
     }
     // The mid is registered before the note is completed (an echo in between is ours by mid): one ordered
@@ -192,7 +176,7 @@ export class OutboundRepo {
     // again.
     try {
       await c.bulkWrite(
-        [{ updateOne: midRegistration(agentId, set.mid, key) }, { updateOne: complete }] as never,
+        [{ updateOne: midRegistration(agentId, set.mid) }, { updateOne: complete }] as never,
         {
           ordered: true,
         },
@@ -202,13 +186,12 @@ export class OutboundRepo {
       if (!isDuplicateKey(err)) throw err;
       await c.updateOne(complete.filter, complete.update);
     }
-    await andThen?.();
     this.noteSentHere(agentId, set.mid);
   }
 
   /**
    * Is this echo ours? By its mid, or else by claiming the oldest in-flight/uncertain note to the same
-   * user with the same text (atomically, so two echoes never claim one note). Ours: with the note's key.
+   * user with the same text (atomically, so two echoes never claim one note).
    */
   async claimEcho(
     db: Connection,
@@ -216,10 +199,9 @@ export class OutboundRepo {
     userId: string,
     mid: string,
     text: string | undefined,
-  ): Promise<OwnEcho | undefined> {
+  ): Promise<boolean> {
     const c = await this.notes(db);
-    const byMid = await this.isOurs(db, agentId, mid);
-    if (byMid) return byMid;
+    if (await this.isOurs(db, agentId, mid)) return true;
     const filter: Record<string, unknown> = {
       agentId,
       userId,
@@ -233,10 +215,11 @@ export class OutboundRepo {
       { $set: { status: 'sent', mid } },
       { sort: { createdAt: 1 } },
     );
-    if (!claimed) return undefined;
-    await this.rememberMid(db, agentId, mid, claimed.key);
-    this.noteSentHere(agentId, mid); // the claim completed the note
-    return { key: claimed.key };
+    if (claimed) {
+      await this.rememberMid(db, agentId, mid);
+      this.noteSentHere(agentId, mid); // the claim completed the note
+    }
+    return Boolean(claimed);
   }
 
   /**

@@ -36,6 +36,15 @@ export class WebhookService {
 
   async receive(t: Tenant, rawBody: Buffer | undefined, signature: string | undefined, body: unknown) {
     const connection = await this.d.connectionRepo.find(t.db, t.agent.agentId);
+    if (connection?.secretsUnreadable) {
+      // Its own app secret may be among what cannot be opened: nothing here can tell a forged delivery from
+      // Meta's. Refused, so Meta retries (perhaps on a process whose keys are right).
+      throw new AppError(
+        'WEBHOOK_SIGNATURE_INVALID',
+        "The connection's secrets cannot be opened with the configured keys; deliveries cannot be verified",
+        401,
+      );
+    }
     const secret = connection?.appSecret ?? this.d.metaAppSecret;
     if (secret) {
       if (!isValidSignature(rawBody, signature, secret)) {

@@ -4,6 +4,7 @@ import { simMessages } from '../../src/simulators/retell.simulator';
 import { threadKeyOf } from '../../src/inbound/inbound-event.repo';
 import { waitFor } from '../setup/wait-for';
 import { SecretBox } from '../../src/lib/crypto';
+import { CONNECTION_CACHE_MS } from '../../src/instagram/connection.repo';
 import crypto from 'node:crypto';
 
 let h: Harness;
@@ -415,23 +416,30 @@ describe('failures on the way', () => {
     expect((await h.t.http().get(a.path('status')).set(a.admin)).body.data.tokenStatus).toBe('invalid');
   });
 
-  test('when the stored token cannot be opened with the configured keys, then the reply is failed without asking Meta', async () => {
-    await h.t.platformDb
-      .useDb(a.sub.databaseName)
-      .collection('instagram_connections')
-      .updateOne(
-        { agentId: a.agentId },
-        { $set: { accessTokenSealed: new SecretBox(crypto.randomBytes(32)).seal(a.token) } },
-      );
+  test('when the stored token cannot be opened with the configured keys, then nothing reaches Meta, the event is retried, then failed, and the token is not marked invalid', async () => {
     const visitor = h.aVisitor();
     await h.deliver(a, [anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'locked' })]);
+    // Stored (as by a process whose keys are right); then this process can no longer open the token.
+    const connections = h.t.platformDb.useDb(a.sub.databaseName).collection('instagram_connections');
+    await connections.updateOne(
+      { agentId: a.agentId },
+      { $set: { accessTokenSealed: new SecretBox(crypto.randomBytes(32)).seal(a.token) } },
+    );
+    await new Promise((r) => setTimeout(r, CONNECTION_CACHE_MS + 100)); // the cached connection expires
+    const requestsBefore = h.graph.requests.length;
+
     await h.drain();
-    const failed = (await turnsOf()).find((t) => t.role === 'agent' && t.content === 'Echo: locked');
-    expect(failed).toMatchObject({
-      delivery_status: 'failed',
-      delivery_error: expect.stringContaining('connect the account again'),
-    });
-    expect(h.graph.requests.filter((r) => r.headers.authorization === 'Bearer ')).toEqual([]);
-    expect(h.graph.sent.filter((m) => m.recipientId === visitor)).toEqual([]);
+
+    const stored = await h.t.platformDb
+      .collection('instagram_inbound_events')
+      .findOne({ agentId: a.agentId, 'event.userId': visitor });
+    expect(stored).toMatchObject({ status: 'failed', attempts: 5 });
+    expect(stored!.lastError).toMatch(/cannot be opened/);
+    expect(h.graph.requests.slice(requestsBefore)).toEqual([]);
+    expect(await connections.findOne({ agentId: a.agentId })).toMatchObject({ tokenStatus: 'valid' });
+    // Meanwhile Meta's deliveries are refused (retried by Meta), since the connection's app secret may be
+    // among what cannot be opened.
+    const refused = await h.deliver(a, [anInstagramDm({ userId: visitor, accountId: a.accountId })]);
+    expect(refused.status).toBe(401);
   });
 });

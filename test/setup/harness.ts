@@ -69,6 +69,7 @@ export async function startHarness(
       }),
       worker: { leaseMs: 2000, pollMs: 50, backoffBaseMs: 5, backoffMaxMs: 50, maxAttempts: 5 },
       reconcileWindowMs: 100,
+      recordRetryBaseMs: 20,
       ...overrides,
     },
   );
