@@ -176,7 +176,7 @@ async function answerVisitor(
     username: conversation?.username,
   });
 
-  if (!conversation?.username && !t.connection.secretsUnreadable) await learnUsername(d, t, progress.chatId!);
+  if (!conversation?.username) await learnUsername(d, t, progress.chatId!);
   return 'done';
 }
 

@@ -68,17 +68,17 @@ export class OperatorService {
     try {
       for (const [i, message] of outgoingParts(input).entries()) {
         const key = `operator:${batch}:${i}`;
-        const mid = await this.sendPart(t, connection, input.to, message, key).catch((err: unknown) => {
-          if (err instanceof DeliveredButUnrecorded)
-            this.recordLater(t, input.to, key, message, err.mid, recordPart);
-          throw err;
-        });
-        instagramMessageIds.push(mid);
+        let mid: string | undefined;
         try {
+          mid = await this.sendPart(t, connection, input.to, message, key);
+          instagramMessageIds.push(mid);
           messageIds.push(await recordPart(key, message, mid));
         } catch (err) {
-          this.recordLater(t, input.to, key, message, mid, recordPart);
-          throw new DeliveredButUnrecorded(mid, err);
+          // If Meta took it (and completing its note or recording it failed), it is recorded again later.
+          const delivered = err instanceof DeliveredButUnrecorded ? err.mid : mid;
+          if (delivered === undefined) throw err;
+          this.recordLater(t, input.to, key, delivered, () => recordPart(key, message, delivered));
+          throw err instanceof DeliveredButUnrecorded ? err : new DeliveredButUnrecorded(delivered, err);
         }
       }
     } catch (err) {
@@ -107,15 +107,14 @@ export class OperatorService {
     t: Tenant,
     userId: string,
     key: string,
-    message: OutgoingMessage,
     mid: string,
-    recordPart: (key: string, message: OutgoingMessage, mid: string) => Promise<string>,
+    recordPart: () => Promise<unknown>,
   ): void {
     const attempt = async (n: number): Promise<void> => {
       await new Promise((r) => setTimeout(r, this.d.recordRetryBaseMs * 2 ** n).unref());
       try {
         await this.d.outbound.complete(t.db, t.agent.agentId, key, { status: 'sent', mid });
-        await recordPart(key, message, mid);
+        await recordPart();
         await this.takeOver(t, userId);
         this.d.logger.info({ mid }, 'an operator message not recorded at first is recorded');
       } catch (err) {
