@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import Retell from 'retell-sdk';
 
 /**
@@ -31,17 +32,30 @@ export interface RetellClientOptions {
   baseUrl: string | undefined;
   timeoutMs?: number;
   maxRetries?: number;
+  /** After a completion timed out: how often the chat is read for its answer (default 1 s). */
+  answerPollMs?: number;
 }
+
+/**
+ * How far Retell's timestamp of a question may lie before the moment we asked it and still be taken for
+ * ours (clocks differ a little). Kept short: an earlier identical question from the same visitor, already
+ * answered, must not pass for this one.
+ */
+const CLOCK_SKEW_MS = 1_000;
 
 export class RetellClient {
   private readonly sdk: Retell | undefined;
+  private readonly timeoutMs: number;
+  private readonly answerPollMs: number;
 
   constructor(opts: RetellClientOptions) {
+    this.timeoutMs = opts.timeoutMs ?? 30_000;
+    this.answerPollMs = opts.answerPollMs ?? 1_000;
     this.sdk = opts.apiKey
       ? new Retell({
           apiKey: opts.apiKey,
           baseURL: opts.baseUrl,
-          timeout: opts.timeoutMs ?? 30_000,
+          timeout: this.timeoutMs,
           // The SDK retries 408/409/429/5xx and network errors with backoff, honouring retry-after.
           maxRetries: opts.maxRetries ?? 2,
           // Failures reach our logs through RetellError, with ids and codes only; the SDK's own console
@@ -70,13 +84,64 @@ export class RetellClient {
     };
   }
 
-  /** The agent's new messages for `content` (tool calls and transitions included; callers filter). */
+  /**
+   * The agent's new messages for `content` (tool calls and transitions included; callers filter).
+   *
+   * 429 and 5xx answers are retried by the SDK. A timeout is not simply asked again: Retell may have the
+   * question and still be answering it, and a second completion would run the agent, and its tools, twice
+   * (Retell takes no idempotency key). So after a timeout the chat is read (get-chat) for up to another
+   * timeout, and the answer is taken from there when it shows. Only a question Retell never shows is asked
+   * again, once. A question Retell shows but does not answer in that time fails as transient: the event's
+   * retry asks again later (docs/DECISIONS.md, "Known gaps").
+   */
   async complete(chatId: string, content: string): Promise<RetellMessage[]> {
-    const res = await this.call(
-      () => this.client().chat.createChatCompletion({ chat_id: chatId, content }),
-      true,
-    );
-    return res.messages;
+    const sdk = this.client();
+    const askedAt = Date.now();
+    for (let attempt = 1; ; attempt++) {
+      // The time limit is our own signal rather than the SDK's timeout, which the SDK retries: an aborted
+      // signal is never retried. The SDK's limit is set past it so that it never fires first.
+      const deadline = AbortSignal.timeout(this.timeoutMs);
+      try {
+        const res = await sdk.chat.createChatCompletion(
+          { chat_id: chatId, content },
+          { signal: deadline, timeout: this.timeoutMs * 2 },
+        );
+        return res.messages;
+      } catch (err) {
+        if (!deadline.aborted) throw toRetellError(err, true);
+      }
+      const seen = await this.answerInChat(chatId, content, askedAt);
+      if (seen.answer) return seen.answer;
+      if (seen.asked)
+        throw new RetellError('Retell timed out: it has the message but no answer yet', undefined, true);
+      if (attempt >= 2) throw new RetellError('Retell timed out', undefined, true);
+    }
+  }
+
+  /**
+   * Reads the chat until it shows the answer to `content` asked at `askedAt`, for up to one timeout.
+   * `asked`: Retell showed the question at some point.
+   */
+  private async answerInChat(
+    chatId: string,
+    content: string,
+    askedAt: number,
+  ): Promise<{ asked: boolean; answer?: RetellMessage[] }> {
+    const until = Date.now() + this.timeoutMs;
+    let asked = false;
+    for (;;) {
+      try {
+        const chat = await this.client().chat.retrieve(chatId, { maxRetries: 0 });
+        const found = answerTo(chat.message_with_tool_calls ?? [], content, askedAt);
+        asked ||= found.asked;
+        if (found.answer) return { asked, answer: found.answer };
+      } catch (err) {
+        const e = toRetellError(err, true);
+        if (!e.transient) throw e;
+      }
+      if (Date.now() + this.answerPollMs > until) return { asked };
+      await sleep(this.answerPollMs);
+    }
   }
 
   async endChat(chatId: string): Promise<void> {
@@ -95,6 +160,32 @@ export class RetellClient {
       throw toRetellError(err, onChat);
     }
   }
+}
+
+/**
+ * The answer to `content` in a chat's messages (get-chat's `message_with_tool_calls`, oldest first): the
+ * messages after the chat's last user message, when that message is `content` asked no earlier than
+ * `askedAt` and the agent has finished (the last of them is the agent's words; a tool call still running
+ * or a transition means it is still working). Retell does not document when a completion's messages
+ * appear in get-chat; this reads them whether the question shows at once or only with its answer.
+ */
+export function answerTo(
+  messages: readonly RetellMessage[],
+  content: string,
+  askedAt: number,
+): { asked: boolean; answer?: RetellMessage[] } {
+  let i = messages.length - 1;
+  while (i >= 0 && messages[i]!.role !== 'user') i--;
+  const question = messages[i];
+  if (
+    !question ||
+    !('content' in question) ||
+    question.content !== content ||
+    (question.created_timestamp !== undefined && question.created_timestamp < askedAt - CLOCK_SKEW_MS)
+  )
+    return { asked: false };
+  const after = messages.slice(i + 1);
+  return after.at(-1)?.role === 'agent' ? { asked: true, answer: after } : { asked: true };
 }
 
 export function toRetellError(err: unknown, onChat: boolean): RetellError {

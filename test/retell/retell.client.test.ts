@@ -187,24 +187,80 @@ describe('RetellClient against the Retell simulator', () => {
     expect(err.message).toMatch(/^Retell unreachable/);
   });
 
-  test('when Retell is slower than the timeout, then the error is transient', async () => {
-    const impatient = new RetellClient({
-      apiKey: sim.apiKey,
-      baseUrl: sim.url,
-      timeoutMs: 200,
-      maxRetries: 0,
+  describe('when a completion times out', () => {
+    /** 200 ms to answer; after a timeout the chat is read every 20 ms for up to another 200 ms. */
+    const impatient = () =>
+      new RetellClient({ apiKey: sim.apiKey, baseUrl: sim.url, timeoutMs: 200, answerPollMs: 20 });
+
+    test('and Retell answers a little later, then the answer is read from the chat and the agent is asked once', async () => {
+      const client = impatient();
+      const { chatId } = await client.createChat('agent_abc', {}, {});
+      sim.setDelay(300);
+
+      const messages = await client.complete(chatId, 'Hello');
+
+      expect(messages.map((m) => m.role === 'agent' && m.content)).toEqual(['Echo: Hello']);
+      expect(sim.completions.map((c) => c.content)).toEqual(['Hello']);
+      expect(requestsTo('/create-chat-completion')).toHaveLength(1);
+      expect(requestsTo('/get-chat').length).toBeGreaterThan(0);
     });
-    const { chatId } = await impatient.createChat('agent_abc', {}, {});
-    sim.setDelay(10_000);
 
-    const pending = refusal(impatient.complete(chatId, 'Hello'));
-    await sim.waitForCompletions(1, 5_000);
-    const err = await pending;
+    test('and Retell has the question but no answer within another timeout, then the error is transient and the agent was asked once', async () => {
+      const client = impatient();
+      const { chatId } = await client.createChat('agent_abc', {}, {});
+      sim.setDelay(10_000);
 
-    // Outside jest this is 'Retell timed out'. Inside jest's vm realm the SDK cannot tell: fetch's AbortError is
-    // a DOMException that is not `instanceof` the realm's Error, so the SDK reports a plain connection error.
-    expect(err).toMatchObject({ status: undefined, transient: true, chatUnusable: false });
-    expect(err.message).toMatch(/^Retell (timed out|unreachable)/);
+      const err = await refusal(client.complete(chatId, 'Hello'));
+
+      expect(err).toMatchObject({ status: undefined, transient: true, chatUnusable: false });
+      expect(err.message).toBe('Retell timed out: it has the message but no answer yet');
+      expect(sim.completions).toHaveLength(1);
+      expect(requestsTo('/create-chat-completion')).toHaveLength(1);
+    });
+
+    test('and the question never reached the agent, then it is asked again once', async () => {
+      const client = impatient();
+      const { chatId } = await client.createChat('agent_abc', {}, {});
+      // Held past the timeout and then refused: Retell never takes the question in.
+      sim.failNext('/create-chat-completion', [{ status: 500, delayMs: 300 }]);
+
+      const messages = await client.complete(chatId, 'Hello');
+
+      expect(messages.map((m) => m.role === 'agent' && m.content)).toEqual(['Echo: Hello']);
+      expect(requestsTo('/create-chat-completion')).toHaveLength(2);
+      expect(sim.completions).toHaveLength(1);
+    });
+
+    test('and the visitor asked the same words a while before, then that earlier answer is not taken for this one', async () => {
+      const client = impatient();
+      const { chatId } = await client.createChat('agent_abc', {}, {});
+      let n = 0;
+      sim.setReply(() => `answer ${++n}`);
+      await client.complete(chatId, 'Hello');
+      await new Promise((r) => setTimeout(r, 1_100)); // past the clock-skew allowance
+      sim.failNext('/create-chat-completion', [{ status: 500, delayMs: 300 }]);
+
+      const messages = await client.complete(chatId, 'Hello');
+
+      expect(messages.map((m) => m.role === 'agent' && m.content)).toEqual(['answer 2']);
+      expect(sim.completions).toHaveLength(2);
+    });
+
+    test('and nothing answers at all, then the error is transient after one more ask', async () => {
+      const client = impatient();
+      const { chatId } = await client.createChat('agent_abc', {}, {});
+      sim.failNext(
+        '/create-chat-completion',
+        [1, 2].map(() => ({ status: 500, delayMs: 300 })),
+      );
+
+      const err = await refusal(client.complete(chatId, 'Hello'));
+
+      expect(err).toMatchObject({ status: undefined, transient: true, chatUnusable: false });
+      expect(err.message).toBe('Retell timed out');
+      expect(requestsTo('/create-chat-completion')).toHaveLength(2);
+      expect(sim.completions).toEqual([]);
+    });
   });
 
   test('when no API key is configured, then the client says so and every call fails without a request', async () => {
