@@ -4,7 +4,7 @@ import type { ChatHead, ChatsRepo } from '../chats/chats.repo';
 import type { ConversationRow, ConversationsRepo } from '../chats/conversations.repo';
 import type { InstagramConnection } from '../instagram/connection.repo';
 import type { Logger } from '../lib/logger';
-import type { RetellClient } from '../retell/retell.client';
+import type { EarlierAsk, RetellClient } from '../retell/retell.client';
 import { RetellError } from '../retell/retell.client';
 
 interface ThreadRef {
@@ -48,15 +48,19 @@ export class ChatSessions {
     return this.start(t, username);
   }
 
-  /** Asks the agent; a chat Retell no longer accepts is replaced once and asked again. */
+  /**
+   * Asks the agent; a chat Retell no longer accepts is replaced once and asked again. `earlier`: this
+   * question may have been asked already (see `RetellClient.complete`).
+   */
   async complete(
     t: ThreadRef,
     chatId: string,
     content: string,
     username?: string,
+    earlier?: EarlierAsk,
   ): Promise<{ chatId: string; replies: string[] }> {
     try {
-      return { chatId, replies: await this.agentReplies(chatId, content) };
+      return { chatId, replies: await this.agentReplies(chatId, content, earlier) };
     } catch (err) {
       if (!(err instanceof RetellError) || !err.chatUnusable) throw err;
       this.d.logger.warn({ status: err.status }, 'Retell refused the chat; starting a new one');
@@ -93,8 +97,8 @@ export class ChatSessions {
     return chat?.chat_status === 'ongoing' ? chat : undefined;
   }
 
-  private async agentReplies(chatId: string, content: string): Promise<string[]> {
-    const messages = await this.retell.complete(chatId, content);
+  private async agentReplies(chatId: string, content: string, earlier?: EarlierAsk): Promise<string[]> {
+    const messages = await this.retell.complete(chatId, content, earlier);
     // Tool calls, tool results and node/state transitions are the agent's workings, not words for the visitor.
     return messages.flatMap((m) =>
       m.role === 'agent' && 'content' in m && m.content.trim() ? [m.content] : [],

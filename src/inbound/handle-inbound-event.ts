@@ -13,6 +13,7 @@ import type { InboundEvent } from './inbound-event';
 import type { HandlerContext } from './inbound.worker';
 import type { InboxRepo, StoredEvent } from './inbound-event.repo';
 import { ChatSessions } from './chat-sessions';
+import { isRetellTimeout } from '../retell/retell.client';
 
 export interface InboundDeps {
   platform: Platform;
@@ -140,7 +141,19 @@ async function answerVisitor(
     // records the turn again and sends that answer, without asking the agent twice.
     const [recorded, asked] = await Promise.allSettled([
       recordUserTurn,
-      sessions.complete(t, chatId, content, conversation?.username),
+      // An earlier run may have asked already: Retell's copy of the chat is read first, so that the agent
+      // (and its tools) runs once. Its answer may still be on the way when that run was cut off (a crash)
+      // or gave up waiting (a timeout).
+      sessions.complete(
+        t,
+        chatId,
+        content,
+        conversation?.username,
+        ctx.rerun && {
+          since: stored.receivedAt.getTime(),
+          mayBeAnswering: ctx.rerun === 'takeover' || isRetellTimeout(stored.lastError),
+        },
+      ),
     ]);
     if (asked.status === 'fulfilled') {
       progress.chatId = asked.value.chatId;

@@ -322,8 +322,12 @@ export class InboxRepo {
     ).updateOne({ _id: id }, { $set: { status: 'failed', attempts, lastError: error, doneAt: new Date() } });
   }
 
-  /** Takes a thread's lease if it is free or expired. Exactly one contender wins (unique `_id`). */
-  async acquireLease(threadKey: string, owner: string, ms: number): Promise<boolean> {
+  /**
+   * Takes a thread's lease if it is free or expired; false when another worker holds it. Exactly one
+   * contender wins (unique `_id`). `abandoned`: the lease was there and had expired, never released: its
+   * holder crashed or lost it mid-event, so the thread's oldest event may have been started already.
+   */
+  async acquireLease(threadKey: string, owner: string, ms: number): Promise<false | 'free' | 'abandoned'> {
     const now = new Date();
     try {
       const res = await (
@@ -333,7 +337,8 @@ export class InboxRepo {
         { $set: { owner, leaseUntil: new Date(now.getTime() + ms) } },
         { upsert: true },
       );
-      return res.modifiedCount + res.upsertedCount === 1;
+      if (res.upsertedCount === 1) return 'free';
+      return res.modifiedCount === 1 ? 'abandoned' : false;
     } catch (err) {
       if (isDuplicateKey(err)) return false;
       throw err;

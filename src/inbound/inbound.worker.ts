@@ -26,6 +26,12 @@ export const DEFAULT_WORKER_OPTIONS: WorkerOptions = {
 
 export interface HandlerContext {
   saveProgress(progress: Progress): Promise<void>;
+  /**
+   * An earlier run of this event may have got as far as asking the agent: `retry` after a failed attempt
+   * (its error is `lastError`), `takeover` when its thread was taken from a holder that crashed or lost its
+   * lease while handling it.
+   */
+  rerun?: 'retry' | 'takeover';
 }
 export type EventHandler = (stored: StoredEvent, ctx: HandlerContext) => Promise<'done' | 'ignored'>;
 /** Deletes what is older than `olderThan` somewhere; resolves with how many documents it removed. */
@@ -166,8 +172,9 @@ export class InboundWorker {
     for (const threadKey of threads) {
       if (!this.running) return; // stopped while the poll was out: claim nothing more
       if (this.active.has(threadKey)) continue;
-      if (!(await this.inbox.acquireLease(threadKey, this.id, this.opts.leaseMs))) continue;
-      const run = this.runThread(threadKey)
+      const lease = await this.inbox.acquireLease(threadKey, this.id, this.opts.leaseMs);
+      if (!lease) continue;
+      const run = this.runThread(threadKey, lease === 'abandoned')
         .then(
           () => true,
           (err: unknown) => {
@@ -187,7 +194,8 @@ export class InboundWorker {
     }
   }
 
-  private async runThread(threadKey: string): Promise<void> {
+  /** `abandoned`: the lease was taken over from a holder that never released it (see `acquireLease`). */
+  private async runThread(threadKey: string, abandoned: boolean): Promise<void> {
     let lost = false;
     // Held for a full lease from here; renewed by the heartbeat, and before an event when a third of the
     // lease has passed since (so a thread of many events never starts one on a lease about to run out).
@@ -219,7 +227,10 @@ export class InboundWorker {
           }
           if (Date.now() - renewedAt >= every) await renew();
           if (lost || !this.running) return;
-          if (!(await this.handleOne(next))) return;
+          // Only the oldest pending event can have been in the previous holder's hands.
+          const handled = await this.handleOne(next, abandoned);
+          abandoned = false;
+          if (!handled) return;
         }
         more ||= this.fresh.has(threadKey);
       }
@@ -230,8 +241,9 @@ export class InboundWorker {
   }
 
   /** Handles one event; false when it stays pending (to be retried later), which holds its thread back. */
-  private async handleOne(stored: StoredEvent): Promise<boolean> {
+  private async handleOne(stored: StoredEvent, takenOver: boolean): Promise<boolean> {
     const ctx: HandlerContext = {
+      rerun: takenOver ? 'takeover' : stored.attempts > 0 ? 'retry' : undefined,
       saveProgress: (progress) => {
         stored.progress = progress;
         return this.inbox.saveProgress(stored._id, progress);

@@ -43,6 +43,19 @@ export interface RetellClientOptions {
  */
 const CLOCK_SKEW_MS = 1_000;
 
+const TIMED_OUT = 'Retell timed out';
+
+/** Whether a failed attempt's error (`lastError`) was a completion that timed out. */
+export function isRetellTimeout(error: string | undefined): boolean {
+  return error?.startsWith(TIMED_OUT) ?? false;
+}
+
+/** A question an earlier attempt may have asked: since when, and whether its answer may still come. */
+export interface EarlierAsk {
+  since: number;
+  mayBeAnswering: boolean;
+}
+
 export class RetellClient {
   private readonly sdk: Retell | undefined;
   private readonly timeoutMs: number;
@@ -91,11 +104,21 @@ export class RetellClient {
    * question and still be answering it, and a second completion would run the agent, and its tools, twice
    * (Retell takes no idempotency key). So after a timeout the chat is read (get-chat) for up to another
    * timeout, and the answer is taken from there when it shows. Only a question Retell never shows is asked
-   * again, once. A question Retell shows but does not answer in that time fails as transient: the event's
-   * retry asks again later (docs/DECISIONS.md, "Known gaps").
+   * again, once. A question Retell shows but does not answer in that time fails as transient.
+   *
+   * `earlier`: an earlier attempt (a retry, or a process that crashed) may have asked this question. The
+   * chat is read first and an answer there is taken. When that attempt may still be answered (it was cut
+   * off, or gave up waiting), a question there without its answer is waited on for up to one timeout.
+   * Otherwise, or after that, the question is asked.
    */
-  async complete(chatId: string, content: string): Promise<RetellMessage[]> {
+  async complete(chatId: string, content: string, earlier?: EarlierAsk): Promise<RetellMessage[]> {
     const sdk = this.client();
+    if (earlier) {
+      const seen = await this.answerInChat(chatId, content, earlier.since, {
+        wait: earlier.mayBeAnswering ? 'if-asked' : 'never',
+      });
+      if (seen.answer) return seen.answer;
+    }
     const askedAt = Date.now();
     for (let attempt = 1; ; attempt++) {
       // The time limit is our own signal rather than the SDK's timeout, which the SDK retries: an aborted
@@ -113,19 +136,21 @@ export class RetellClient {
       const seen = await this.answerInChat(chatId, content, askedAt);
       if (seen.answer) return seen.answer;
       if (seen.asked)
-        throw new RetellError('Retell timed out: it has the message but no answer yet', undefined, true);
-      if (attempt >= 2) throw new RetellError('Retell timed out', undefined, true);
+        throw new RetellError(`${TIMED_OUT}: it has the message but no answer yet`, undefined, true);
+      if (attempt >= 2) throw new RetellError(TIMED_OUT, undefined, true);
     }
   }
 
   /**
    * Reads the chat until it shows the answer to `content` asked at `askedAt`, for up to one timeout.
-   * `asked`: Retell showed the question at some point.
+   * `asked`: Retell showed the question at some point. `wait`: `always` (a question may show only with its
+   * answer), `if-asked` (only while the question shows), `never` (one read).
    */
   private async answerInChat(
     chatId: string,
     content: string,
     askedAt: number,
+    o: { wait: 'always' | 'if-asked' | 'never' } = { wait: 'always' },
   ): Promise<{ asked: boolean; answer?: RetellMessage[] }> {
     const until = Date.now() + this.timeoutMs;
     let asked = false;
@@ -135,6 +160,7 @@ export class RetellClient {
         const found = answerTo(chat.message_with_tool_calls ?? [], content, askedAt);
         asked ||= found.asked;
         if (found.answer) return { asked, answer: found.answer };
+        if (o.wait === 'never' || (o.wait === 'if-asked' && !found.asked)) return { asked };
       } catch (err) {
         const e = toRetellError(err, true);
         if (!e.transient) throw e;
@@ -190,8 +216,7 @@ export function answerTo(
 
 export function toRetellError(err: unknown, onChat: boolean): RetellError {
   if (err instanceof RetellError) return err;
-  if (err instanceof Retell.APIConnectionTimeoutError)
-    return new RetellError('Retell timed out', undefined, true);
+  if (err instanceof Retell.APIConnectionTimeoutError) return new RetellError(TIMED_OUT, undefined, true);
   if (err instanceof Retell.APIConnectionError)
     return new RetellError(`Retell unreachable: ${err.message}`, undefined, true);
   if (err instanceof Retell.APIError) {

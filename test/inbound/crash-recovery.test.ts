@@ -52,7 +52,7 @@ function startServer() {
   });
 }
 
-test('when the process is killed after acknowledging a DM and before replying, then after a restart the DM is answered once', async () => {
+test('when the process is killed after acknowledging a DM and before replying, then after a restart the DM is answered once, with the answer the agent was already giving', async () => {
   const sub = await aSubaccount(platformDb);
   const agentId = await anAgent(platformDb, sub);
   const accountId = '17841499999000001';
@@ -117,6 +117,10 @@ test('when the process is killed after acknowledging a DM and before replying, t
       .toArray();
     const turns = chats.flatMap((c) => c.messages as { role: string }[]);
     expect(turns.map((t) => t.role)).toEqual(['user', 'agent']);
+    // The dead process had asked already: the new one read that answer from Retell's chat (get-chat)
+    // rather than asking again, so the agent (and any tool it called) ran once.
+    expect(retell.completions.map((c) => c.content)).toEqual(['are you still there?']);
+    expect(retell.requests.some((r) => r.path.startsWith('/get-chat/'))).toBe(true);
   } finally {
     expect(await server.stop()).toBe(0);
   }

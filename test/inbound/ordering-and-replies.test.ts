@@ -285,6 +285,23 @@ describe('failures on the way', () => {
     expect(agentTurns).toHaveLength(1);
   });
 
+  test('when the agent answered but the attempt failed before its answer was kept, then the retry takes that answer from Retell instead of asking again', async () => {
+    const visitor = h.aVisitor();
+    let n = 0;
+    h.retell.setReply((content) => `answer ${++n} to ${content}`);
+    const save = jest
+      .spyOn(h.t.deps.inbox, 'saveProgress')
+      .mockImplementationOnce(() => Promise.reject(new Error('connection reset by the database')));
+    try {
+      await h.deliver(a, [anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'book me in' })]);
+      await h.drain();
+    } finally {
+      save.mockRestore();
+    }
+    expect(h.retell.completions.filter((c) => c.content === 'book me in')).toHaveLength(1);
+    expect(sentTo(visitor).map((s) => s.message.text)).toEqual(['answer 1 to book me in']);
+  });
+
   test('when Retell answers 500 then 503 then succeeds, then the visitor is answered once', async () => {
     h.retell.failNext('/create-chat-completion', [
       { status: 500, headers: { 'retry-after-ms': '0' } },

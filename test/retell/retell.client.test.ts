@@ -263,6 +263,45 @@ describe('RetellClient against the Retell simulator', () => {
     });
   });
 
+  describe('when an earlier attempt may have asked the same question', () => {
+    const agentTexts = (messages: Awaited<ReturnType<RetellClient['complete']>>) =>
+      messages.flatMap((m) => (m.role === 'agent' ? [m.content] : []));
+
+    test('and Retell answered it, then that answer is taken and nothing is asked', async () => {
+      const { chatId } = await retell.createChat('agent_abc', {}, {});
+      const since = Date.now();
+      await retell.complete(chatId, 'Hello');
+
+      const again = await retell.complete(chatId, 'Hello', { since, mayBeAnswering: false });
+
+      expect(agentTexts(again)).toEqual(['Echo: Hello']);
+      expect(sim.completions).toHaveLength(1);
+    });
+
+    test('and Retell took it in but failed it, then it is asked again after one read of the chat', async () => {
+      const client = new RetellClient({
+        apiKey: sim.apiKey,
+        baseUrl: sim.url,
+        maxRetries: 0,
+        answerPollMs: 20,
+      });
+      const { chatId } = await client.createChat('agent_abc', {}, {});
+      let n = 0;
+      sim.setReply((content) => {
+        if (++n === 1) throw new Error('the agent fell over');
+        return `Echo: ${content}`;
+      });
+      const since = Date.now();
+      expect(await refusal(client.complete(chatId, 'Hello'))).toMatchObject({ status: 500, transient: true });
+
+      const again = await client.complete(chatId, 'Hello', { since, mayBeAnswering: false });
+
+      expect(agentTexts(again)).toEqual(['Echo: Hello']);
+      expect(sim.completions).toHaveLength(2);
+      expect(requestsTo('/get-chat')).toHaveLength(1);
+    });
+  });
+
   test('when no API key is configured, then the client says so and every call fails without a request', async () => {
     const unconfigured = new RetellClient({ apiKey: undefined, baseUrl: sim.url });
 
