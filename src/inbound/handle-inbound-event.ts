@@ -160,8 +160,9 @@ async function answerVisitor(
       progress.agentReplies = asked.value.replies;
       await ctx.saveProgress(progress);
     }
-    if (recorded.status === 'rejected') throw recorded.reason;
+    // The agent's failure first: whether it timed out (its `lastError`) decides how the retry reads the chat.
     if (asked.status === 'rejected') throw asked.reason;
+    if (recorded.status === 'rejected') throw recorded.reason;
     // Retell refused the chat and a new one was asked instead: the new chat holds the question too (a
     // repeat of the turn, which TurnRecorder appends there once), so it reads question → answer.
     if (asked.value.chatId !== chatId) await recordUserTurnIn(asked.value.chatId);

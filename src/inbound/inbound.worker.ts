@@ -78,6 +78,13 @@ export class InboundWorker {
    */
   private readonly cooling = new Map<string, number>();
 
+  /**
+   * Events whose failed attempt could not be written (the retry or failure write threw), with the attempt's
+   * error: their next run here is still a rerun (`HandlerContext.rerun`), though the stored event does not
+   * say so. Bounded; an entry goes when its event is next written.
+   */
+  private readonly unwritten = new Map<string, string>();
+
   constructor(
     private readonly inbox: InboxRepo,
     private readonly handler: EventHandler,
@@ -242,8 +249,10 @@ export class InboundWorker {
 
   /** Handles one event; false when it stays pending (to be retried later), which holds its thread back. */
   private async handleOne(stored: StoredEvent, takenOver: boolean): Promise<boolean> {
+    const missed = this.unwritten.get(stored._id);
+    if (missed !== undefined) stored.lastError = missed;
     const ctx: HandlerContext = {
-      rerun: takenOver ? 'takeover' : stored.attempts > 0 ? 'retry' : undefined,
+      rerun: takenOver ? 'takeover' : stored.attempts > 0 || missed !== undefined ? 'retry' : undefined,
       saveProgress: (progress) => {
         stored.progress = progress;
         return this.inbox.saveProgress(stored._id, progress);
@@ -263,12 +272,18 @@ export class InboundWorker {
         }
         const outcome = await this.handler(stored, ctx);
         await this.inbox.finish(stored, outcome);
+        this.unwritten.delete(stored._id);
         return true;
       } catch (err) {
         const attempts = stored.attempts + 1;
         const message = String((err as Error)?.message ?? err).slice(0, 500);
+        // Until this attempt is written (below): should the write throw, the next run still knows.
+        this.unwritten.delete(stored._id);
+        this.unwritten.set(stored._id, message);
+        if (this.unwritten.size > 10_000) this.unwritten.delete(this.unwritten.keys().next().value!);
         if (!isTransient(err) || attempts >= this.opts.maxAttempts) {
           await this.inbox.fail(stored._id, attempts, message);
+          this.unwritten.delete(stored._id);
           this.logger.error({ err, attempts, kind: stored.event.kind }, 'inbound event failed');
           return true;
         } else {
@@ -280,6 +295,7 @@ export class InboundWorker {
           );
           const jittered = Math.max(asked, delay / 2 + Math.random() * (delay / 2));
           await this.inbox.retryLater(stored._id, attempts, new Date(Date.now() + jittered), message);
+          this.unwritten.delete(stored._id);
           this.logger.warn(
             { attempts, retryInMs: Math.round(jittered), error: message },
             'inbound event will be retried',

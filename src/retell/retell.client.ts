@@ -59,18 +59,21 @@ export interface EarlierAsk {
 export class RetellClient {
   private readonly sdk: Retell | undefined;
   private readonly timeoutMs: number;
+  private readonly maxRetries: number;
   private readonly answerPollMs: number;
 
   constructor(opts: RetellClientOptions) {
     this.timeoutMs = opts.timeoutMs ?? 30_000;
+    this.maxRetries = opts.maxRetries ?? 2;
     this.answerPollMs = opts.answerPollMs ?? 1_000;
     this.sdk = opts.apiKey
       ? new Retell({
           apiKey: opts.apiKey,
           baseURL: opts.baseUrl,
           timeout: this.timeoutMs,
-          // The SDK retries 408/409/429/5xx and network errors with backoff, honouring retry-after.
-          maxRetries: opts.maxRetries ?? 2,
+          // The SDK retries 408/409/429/5xx and network errors with backoff, honouring retry-after
+          // (every call but the completion, which retries on its own: see `complete`).
+          maxRetries: this.maxRetries,
           // Failures reach our logs through RetellError, with ids and codes only; the SDK's own console
           // output would bypass the structured logger and its redaction.
           logLevel: 'off',
@@ -100,11 +103,16 @@ export class RetellClient {
   /**
    * The agent's new messages for `content` (tool calls and transitions included; callers filter).
    *
-   * 429 and 5xx answers are retried by the SDK. A timeout is not simply asked again: Retell may have the
-   * question and still be answering it, and a second completion would run the agent, and its tools, twice
-   * (Retell takes no idempotency key). So after a timeout the chat is read (get-chat) for up to another
-   * timeout, and the answer is taken from there when it shows. Only a question Retell never shows is asked
-   * again, once. A question Retell shows but does not answer in that time fails as transient.
+   * Retell takes no idempotency key, so a completion asked twice runs the agent, and its tools, twice. A
+   * completion is therefore retried here rather than by the SDK, and an attempt whose fate is unknown is
+   * checked against the chat (get-chat) before it is asked again:
+   * - a timeout (30 s): Retell may have the question and still be answering. The chat is read for up to
+   *   another timeout and the answer taken from there; a question that shows without its answer fails the
+   *   attempt as transient; one that never shows is asked again, once. A chat that cannot be read at all
+   *   fails the attempt too: it is not taken for a question Retell never got;
+   * - a 5xx or a broken connection: the chat is read once (the answer may have been given anyway);
+   * - 408, 409, 429: Retell did not take the question; asked again after the wait it asks for.
+   * Up to `maxRetries` retries, with the SDK's backoff.
    *
    * `earlier`: an earlier attempt (a retry, or a process that crashed) may have asked this question. The
    * chat is read first and an answer there is taken. When that attempt may still be answered (it was cut
@@ -114,58 +122,88 @@ export class RetellClient {
   async complete(chatId: string, content: string, earlier?: EarlierAsk): Promise<RetellMessage[]> {
     const sdk = this.client();
     if (earlier) {
-      const seen = await this.answerInChat(chatId, content, earlier.since, {
-        wait: earlier.mayBeAnswering ? 'if-asked' : 'never',
-      });
+      const seen = await this.answerInChat(
+        chatId,
+        content,
+        earlier.since,
+        earlier.mayBeAnswering ? 'if-asked' : 'never',
+      );
       if (seen.answer) return seen.answer;
     }
     const askedAt = Date.now();
-    for (let attempt = 1; ; attempt++) {
-      // The time limit is our own signal rather than the SDK's timeout, which the SDK retries: an aborted
-      // signal is never retried. The SDK's limit is set past it so that it never fires first.
+    let timeouts = 0;
+    for (let retries = 0; ; retries++) {
+      // The time limit is our own signal, which ends the attempt without a retry inside the SDK; the SDK's
+      // own limit is set past it so that it never fires first.
       const deadline = AbortSignal.timeout(this.timeoutMs);
+      let failure: RetellError;
       try {
         const res = await sdk.chat.createChatCompletion(
           { chat_id: chatId, content },
-          { signal: deadline, timeout: this.timeoutMs * 2 },
+          { signal: deadline, timeout: this.timeoutMs * 2, maxRetries: 0 },
         );
         return res.messages;
       } catch (err) {
-        if (!deadline.aborted) throw toRetellError(err, true);
+        failure = deadline.aborted ? new RetellError(TIMED_OUT, undefined, true) : toRetellError(err, true);
+        if (!failure.transient) throw failure;
+        if (deadline.aborted) {
+          const seen = await this.answerInChat(chatId, content, askedAt, 'always');
+          if (seen.answer) return seen.answer;
+          if (seen.asked)
+            throw new RetellError(`${TIMED_OUT}: it has the message but no answer yet`, undefined, true);
+          if (++timeouts >= 2) throw failure;
+        } else if (failure.status === undefined || failure.status >= 500) {
+          const seen = await this.answerInChat(chatId, content, askedAt, 'never');
+          if (seen.answer) return seen.answer;
+        }
+        if (retries >= this.maxRetries) throw failure;
+        await sleep(retryDelayMs(err, retries));
       }
-      const seen = await this.answerInChat(chatId, content, askedAt);
-      if (seen.answer) return seen.answer;
-      if (seen.asked)
-        throw new RetellError(`${TIMED_OUT}: it has the message but no answer yet`, undefined, true);
-      if (attempt >= 2) throw new RetellError(TIMED_OUT, undefined, true);
     }
   }
 
   /**
-   * Reads the chat until it shows the answer to `content` asked at `askedAt`, for up to one timeout.
-   * `asked`: Retell showed the question at some point. `wait`: `always` (a question may show only with its
-   * answer), `if-asked` (only while the question shows), `never` (one read).
+   * Reads the chat for the answer to `content` asked at `askedAt`, for up to one timeout. `asked`: Retell
+   * showed the question at some point. `wait`: `always` (a question may show only with its answer; a read
+   * that fails is tried again), `if-asked` (only while the question shows), `never` (one read). An answer is
+   * taken when two reads in a row show it unchanged, ending with the agent's words; a read that fails
+   * (other than in `always`, and there once no read has worked) throws, since nothing can be told from it.
    */
   private async answerInChat(
     chatId: string,
     content: string,
     askedAt: number,
-    o: { wait: 'always' | 'if-asked' | 'never' } = { wait: 'always' },
+    wait: 'always' | 'if-asked' | 'never',
   ): Promise<{ asked: boolean; answer?: RetellMessage[] }> {
     const until = Date.now() + this.timeoutMs;
     let asked = false;
+    let readOnce = false;
+    let lastSeen: string | undefined;
     for (;;) {
+      let messages: RetellMessage[] | undefined;
       try {
-        const chat = await this.client().chat.retrieve(chatId, { maxRetries: 0 });
-        const found = answerTo(chat.message_with_tool_calls ?? [], content, askedAt);
-        asked ||= found.asked;
-        if (found.answer) return { asked, answer: found.answer };
-        if (o.wait === 'never' || (o.wait === 'if-asked' && !found.asked)) return { asked };
+        const chat = await this.client().chat.retrieve(chatId, {
+          maxRetries: 0,
+          timeout: Math.max(1, Math.ceil(until - Date.now())),
+        });
+        messages = chat.message_with_tool_calls ?? [];
       } catch (err) {
         const e = toRetellError(err, true);
-        if (!e.transient) throw e;
+        if (!e.transient || wait !== 'always') throw e;
       }
-      if (Date.now() + this.answerPollMs > until) return { asked };
+      if (messages) {
+        readOnce = true;
+        const found = answerTo(messages, content, askedAt);
+        asked ||= found.asked;
+        const seen = found.answer && JSON.stringify(found.answer);
+        if (seen && seen === lastSeen) return { asked, answer: found.answer };
+        lastSeen = seen;
+        if (!seen && (wait === 'never' || (wait === 'if-asked' && !found.asked))) return { asked };
+      }
+      if (Date.now() + this.answerPollMs > until) {
+        if (!readOnce) throw new RetellError(`${TIMED_OUT}: the chat could not be read`, undefined, true);
+        return { asked };
+      }
       await sleep(this.answerPollMs);
     }
   }
@@ -191,8 +229,9 @@ export class RetellClient {
 /**
  * The answer to `content` in a chat's messages (get-chat's `message_with_tool_calls`, oldest first): the
  * messages after the chat's last user message, when that message is `content` asked no earlier than
- * `askedAt` and the agent has finished (the last of them is the agent's words; a tool call still running
- * or a transition means it is still working). Retell does not document when a completion's messages
+ * `askedAt` (by Retell's `created_timestamp`; a message without one is not taken for ours) and the agent
+ * seems to have finished (the last of them is the agent's words; a tool call still running or a
+ * transition means it is still working). Retell does not document when a completion's messages
  * appear in get-chat; this reads them whether the question shows at once or only with its answer.
  */
 export function answerTo(
@@ -206,12 +245,31 @@ export function answerTo(
   if (
     !question ||
     !('content' in question) ||
-    question.content !== content ||
-    (question.created_timestamp !== undefined && question.created_timestamp < askedAt - CLOCK_SKEW_MS)
+    question.content.trim() !== content.trim() ||
+    question.created_timestamp === undefined ||
+    question.created_timestamp < askedAt - CLOCK_SKEW_MS
   )
     return { asked: false };
   const after = messages.slice(i + 1);
   return after.at(-1)?.role === 'agent' ? { asked: true, answer: after } : { asked: true };
+}
+
+/**
+ * The wait before retrying a completion, as retell-sdk waits (client.js `retryRequest`): `retry-after-ms`,
+ * else `retry-after` (seconds or an HTTP date), else min(0.5 × 2ⁿ, 8) s less up to a quarter of jitter.
+ */
+export function retryDelayMs(err: unknown, retries: number): number {
+  const headers = err instanceof Retell.APIError ? err.headers : undefined;
+  const ms = Number.parseFloat(headers?.get('retry-after-ms') ?? '');
+  if (Number.isFinite(ms) && ms >= 0) return ms;
+  const after = headers?.get('retry-after');
+  if (after) {
+    const seconds = Number.parseFloat(after);
+    if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
+    const at = Date.parse(after);
+    if (Number.isFinite(at)) return Math.max(0, at - Date.now());
+  }
+  return Math.min(0.5 * 2 ** retries, 8) * (1 - Math.random() * 0.25) * 1000;
 }
 
 export function toRetellError(err: unknown, onChat: boolean): RetellError {

@@ -302,6 +302,31 @@ describe('failures on the way', () => {
     expect(sentTo(visitor).map((s) => s.message.text)).toEqual(['answer 1 to book me in']);
   });
 
+  test('when that failure could not even be written as a retry, then the next run still takes the answer from Retell', async () => {
+    const visitor = h.aVisitor();
+    let n = 0;
+    h.retell.setReply((content) => `answer ${++n} to ${content}`);
+    const { inbox } = h.t.deps;
+    const spies = [
+      jest
+        .spyOn(inbox, 'saveProgress')
+        .mockImplementationOnce(() => Promise.reject(new Error('connection reset by the database'))),
+      jest
+        .spyOn(inbox, 'retryLater')
+        .mockImplementationOnce(() => Promise.reject(new Error('connection reset by the database'))),
+    ];
+    try {
+      await h.deliver(a, [
+        anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'cancel my order' }),
+      ]);
+      await h.drain();
+    } finally {
+      for (const spy of spies) spy.mockRestore();
+    }
+    expect(h.retell.completions.filter((c) => c.content === 'cancel my order')).toHaveLength(1);
+    expect(sentTo(visitor).map((s) => s.message.text)).toEqual(['answer 1 to cancel my order']);
+  });
+
   test('when Retell answers 500 then 503 then succeeds, then the visitor is answered once', async () => {
     h.retell.failNext('/create-chat-completion', [
       { status: 500, headers: { 'retry-after-ms': '0' } },

@@ -113,7 +113,7 @@ describe('RetellClient against the Retell simulator', () => {
     expect(sim.chats.get(chatId)?.chat_status).toBe('ended');
   });
 
-  test('when Retell answers 500 then 503, then the SDK retries and the completion succeeds', async () => {
+  test('when Retell answers 500 then 503, then the completion is asked again after each, once the chat shows no answer, and succeeds', async () => {
     const { chatId } = await retell.createChat('agent_abc', {}, {});
     sim.failNext('/create-chat-completion', [
       { status: 500, headers: now },
@@ -123,8 +123,15 @@ describe('RetellClient against the Retell simulator', () => {
     const messages = await retell.complete(chatId, 'Hello');
 
     expect(messages.map((m) => m.role === 'agent' && m.content)).toEqual(['Echo: Hello']);
-    const attempts = requestsTo('/create-chat-completion');
-    expect(attempts.map((r) => r.headers['x-stainless-retry-count'])).toEqual(['0', '1', '2']);
+    // A 5xx may come after the agent answered: the chat is read before each new attempt.
+    expect(sim.requests.map((r) => r.path.replace(chatId, '<chat>'))).toEqual([
+      '/create-chat',
+      '/create-chat-completion',
+      '/get-chat/<chat>',
+      '/create-chat-completion',
+      '/get-chat/<chat>',
+      '/create-chat-completion',
+    ]);
     expect(sim.completions).toHaveLength(1);
   });
 
@@ -227,8 +234,29 @@ describe('RetellClient against the Retell simulator', () => {
       const messages = await client.complete(chatId, 'Hello');
 
       expect(messages.map((m) => m.role === 'agent' && m.content)).toEqual(['Echo: Hello']);
-      expect(requestsTo('/create-chat-completion')).toHaveLength(2);
+      const asks = sim.requests.map((r) => r.path).filter((p) => p !== '/create-chat');
+      expect(asks[0]).toBe('/create-chat-completion');
+      expect(asks.at(-1)).toBe('/create-chat-completion');
+      expect(asks.slice(1, -1).every((p) => p.startsWith('/get-chat/'))).toBe(true);
+      expect(asks.length).toBeGreaterThan(2); // the chat was read before asking again
       expect(sim.completions).toHaveLength(1);
+    });
+
+    test('and the chat cannot be read either, then the error is transient and the question is not asked again', async () => {
+      const client = impatient();
+      const { chatId } = await client.createChat('agent_abc', {}, {});
+      sim.setDelay(10_000);
+      sim.failNext(
+        '/get-chat',
+        Array.from({ length: 100 }, () => ({ status: 503 })),
+      );
+
+      const err = await refusal(client.complete(chatId, 'Hello'));
+
+      expect(err).toMatchObject({ status: undefined, transient: true });
+      expect(err.message).toBe('Retell timed out: the chat could not be read');
+      expect(requestsTo('/create-chat-completion')).toHaveLength(1);
+      sim.clearFailures();
     });
 
     test('and the visitor asked the same words a while before, then that earlier answer is not taken for this one', async () => {
@@ -293,12 +321,28 @@ describe('RetellClient against the Retell simulator', () => {
       });
       const since = Date.now();
       expect(await refusal(client.complete(chatId, 'Hello'))).toMatchObject({ status: 500, transient: true });
+      const readsBefore = requestsTo('/get-chat').length;
 
       const again = await client.complete(chatId, 'Hello', { since, mayBeAnswering: false });
 
       expect(agentTexts(again)).toEqual(['Echo: Hello']);
       expect(sim.completions).toHaveLength(2);
-      expect(requestsTo('/get-chat')).toHaveLength(1);
+      expect(requestsTo('/get-chat').length - readsBefore).toBe(1);
+    });
+
+    test('and that attempt may still be answered, then its answer is waited for and nothing is asked again', async () => {
+      const { chatId } = await retell.createChat('agent_abc', {}, {});
+      sim.setDelay(300);
+      const since = Date.now();
+      const cutOff = retell.complete(chatId, 'Hello'); // a process that dies while waiting, in effect
+      await sim.waitForCompletions(1, 5_000);
+      const client = new RetellClient({ apiKey: sim.apiKey, baseUrl: sim.url, answerPollMs: 20 });
+
+      const again = await client.complete(chatId, 'Hello', { since, mayBeAnswering: true });
+
+      expect(agentTexts(again)).toEqual(['Echo: Hello']);
+      expect(sim.completions).toHaveLength(1);
+      await cutOff;
     });
   });
 
