@@ -161,7 +161,14 @@ async function answerVisitor(
       await ctx.saveProgress(progress);
     }
     // The agent's failure first: whether it timed out (its `lastError`) decides how the retry reads the chat.
-    if (asked.status === 'rejected') throw asked.reason;
+    if (asked.status === 'rejected') {
+      if (recorded.status === 'rejected')
+        d.logger.warn(
+          { err: recorded.reason },
+          'the user turn was not recorded either; the retry records it',
+        );
+      throw asked.reason;
+    }
     if (recorded.status === 'rejected') throw recorded.reason;
     // Retell refused the chat and a new one was asked instead: the new chat holds the question too (a
     // repeat of the turn, which TurnRecorder appends there once), so it reads question → answer.

@@ -21,6 +21,8 @@ export class RetellError extends Error {
     readonly transient: boolean,
     /** Retell says the chat is gone or ended: start a new one rather than retry. */
     readonly chatUnusable = false,
+    /** How long Retell asked to be left alone (a retry-after longer than the connector waits in a call). */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
     this.name = 'RetellError';
@@ -44,6 +46,7 @@ export interface RetellClientOptions {
 const CLOCK_SKEW_MS = 1_000;
 
 const TIMED_OUT = 'Retell timed out';
+const unreadable = () => new RetellError(`${TIMED_OUT}: the chat could not be read`, undefined, true);
 
 /** Whether a failed attempt's error (`lastError`) was a completion that timed out. */
 export function isRetellTimeout(error: string | undefined): boolean {
@@ -152,12 +155,23 @@ export class RetellClient {
           if (seen.asked)
             throw new RetellError(`${TIMED_OUT}: it has the message but no answer yet`, undefined, true);
           if (++timeouts >= 2) throw failure;
-        } else if (failure.status === undefined || failure.status >= 500) {
+        } else if (failure.status === undefined && !neverConnected(err)) {
+          // The connection broke: Retell may have the question and still be answering it.
+          const seen = await this.answerInChat(chatId, content, askedAt, 'if-asked');
+          if (seen.answer) return seen.answer;
+          if (seen.asked)
+            throw new RetellError(`${TIMED_OUT}: it has the message but no answer yet`, undefined, true);
+        } else if (failure.status !== undefined && failure.status >= 500) {
+          // Retell failed it; the answer may have been given all the same (a gateway's 502/504).
           const seen = await this.answerInChat(chatId, content, askedAt, 'never');
           if (seen.answer) return seen.answer;
         }
         if (retries >= this.maxRetries) throw failure;
-        await sleep(retryDelayMs(err, retries));
+        const asked = retryAfterMsOf(err);
+        // Longer than a call should hold its thread: the event's retry waits it out (the worker honours it).
+        if (asked !== undefined && asked > this.timeoutMs)
+          throw new RetellError(failure.message, failure.status, true, false, Math.ceil(asked));
+        await sleep(asked ?? backoffMs(retries));
       }
     }
   }
@@ -177,22 +191,26 @@ export class RetellClient {
   ): Promise<{ asked: boolean; answer?: RetellMessage[] }> {
     const until = Date.now() + this.timeoutMs;
     let asked = false;
-    let readOnce = false;
+    let lastReadWorked = false;
     let lastSeen: string | undefined;
+    let extended = false;
     for (;;) {
       let messages: RetellMessage[] | undefined;
       try {
         const chat = await this.client().chat.retrieve(chatId, {
           maxRetries: 0,
-          timeout: Math.max(1, Math.ceil(until - Date.now())),
+          timeout: Math.max(1_000, Math.ceil(until - Date.now())),
         });
         messages = chat.message_with_tool_calls ?? [];
       } catch (err) {
         const e = toRetellError(err, true);
-        if (!e.transient || wait !== 'always') throw e;
+        if (!e.transient || wait === 'never') throw e;
+        // Nothing can be told from it, and the earlier ask may still be answered: the error says "timed
+        // out", so that the event's retry waits for that answer too.
+        if (wait === 'if-asked') throw unreadable();
       }
+      lastReadWorked = messages !== undefined;
       if (messages) {
-        readOnce = true;
         const found = answerTo(messages, content, askedAt);
         asked ||= found.asked;
         const seen = found.answer && JSON.stringify(found.answer);
@@ -201,8 +219,10 @@ export class RetellClient {
         if (!seen && (wait === 'never' || (wait === 'if-asked' && !found.asked))) return { asked };
       }
       if (Date.now() + this.answerPollMs > until) {
-        if (!readOnce) throw new RetellError(`${TIMED_OUT}: the chat could not be read`, undefined, true);
-        return { asked };
+        // An answer first seen on the last read gets the one more read that can confirm it.
+        if (lastSeen && !extended) extended = true;
+        else if (!lastReadWorked) throw unreadable();
+        else return { asked };
       }
       await sleep(this.answerPollMs);
     }
@@ -255,21 +275,30 @@ export function answerTo(
 }
 
 /**
- * The wait before retrying a completion, as retell-sdk waits (client.js `retryRequest`): `retry-after-ms`,
- * else `retry-after` (seconds or an HTTP date), else min(0.5 × 2ⁿ, 8) s less up to a quarter of jitter.
+ * The wait Retell asks for before a retry, as retell-sdk reads it (client.js `retryRequest`):
+ * `retry-after-ms`, else `retry-after` (seconds or an HTTP date); undefined when it asks for none.
  */
-export function retryDelayMs(err: unknown, retries: number): number {
+export function retryAfterMsOf(err: unknown): number | undefined {
   const headers = err instanceof Retell.APIError ? err.headers : undefined;
   const ms = Number.parseFloat(headers?.get('retry-after-ms') ?? '');
   if (Number.isFinite(ms) && ms >= 0) return ms;
   const after = headers?.get('retry-after');
-  if (after) {
-    const seconds = Number.parseFloat(after);
-    if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
-    const at = Date.parse(after);
-    if (Number.isFinite(at)) return Math.max(0, at - Date.now());
-  }
+  if (!after) return undefined;
+  const seconds = Number.parseFloat(after);
+  if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
+  const at = Date.parse(after);
+  return Number.isFinite(at) ? Math.max(0, at - Date.now()) : undefined;
+}
+
+/** retell-sdk's own backoff when Retell asks for no wait: min(0.5 × 2ⁿ, 8) s, less up to a quarter. */
+function backoffMs(retries: number): number {
   return Math.min(0.5 * 2 ** retries, 8) * (1 - Math.random() * 0.25) * 1000;
+}
+
+/** A connection refused: nothing was sent (undici's "fetch failed", caused by ECONNREFUSED). */
+function neverConnected(err: unknown): boolean {
+  const fetchError = (err as { cause?: { cause?: { code?: unknown } } } | undefined)?.cause;
+  return fetchError?.cause?.code === 'ECONNREFUSED';
 }
 
 export function toRetellError(err: unknown, onChat: boolean): RetellError {
@@ -279,7 +308,9 @@ export function toRetellError(err: unknown, onChat: boolean): RetellError {
     return new RetellError(`Retell unreachable: ${err.message}`, undefined, true);
   if (err instanceof Retell.APIError) {
     const status = err.status as number | undefined;
-    const transient = status === undefined || status === 408 || status === 429 || status >= 500;
+    // As retell-sdk retries (409: Retell's "resource update conflict", the question not taken).
+    const transient =
+      status === undefined || status === 408 || status === 409 || status === 429 || status >= 500;
     // Retell answers 422 "Cannot find requested asset" for unknown ids, and refuses completions on ended chats.
     const chatUnusable = onChat && (status === 400 || status === 404 || status === 422);
     return new RetellError(

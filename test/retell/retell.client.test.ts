@@ -1,6 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { RetellClient, RetellError } from '../../src/retell/retell.client';
+import { answerTo, RetellClient, RetellError } from '../../src/retell/retell.client';
 import {
   simMessages,
   startRetellSimulator,
@@ -234,11 +234,11 @@ describe('RetellClient against the Retell simulator', () => {
       const messages = await client.complete(chatId, 'Hello');
 
       expect(messages.map((m) => m.role === 'agent' && m.content)).toEqual(['Echo: Hello']);
-      const asks = sim.requests.map((r) => r.path).filter((p) => p !== '/create-chat');
-      expect(asks[0]).toBe('/create-chat-completion');
-      expect(asks.at(-1)).toBe('/create-chat-completion');
-      expect(asks.slice(1, -1).every((p) => p.startsWith('/get-chat/'))).toBe(true);
-      expect(asks.length).toBeGreaterThan(2); // the chat was read before asking again
+      const paths = sim.requests.map((r) => r.path);
+      const asks = paths.flatMap((p, i) => (p === '/create-chat-completion' ? [i] : []));
+      expect(asks).toHaveLength(2);
+      // The chat was read before asking again.
+      expect(paths.slice(asks[0]! + 1, asks[1]).some((p) => p.startsWith('/get-chat/'))).toBe(true);
       expect(sim.completions).toHaveLength(1);
     });
 
@@ -291,6 +291,61 @@ describe('RetellClient against the Retell simulator', () => {
     });
   });
 
+  test('when Retell answers 409 to a completion, then it is asked again without reading the chat (the question was not taken)', async () => {
+    const { chatId } = await retell.createChat('agent_abc', {}, {});
+    sim.failNext('/create-chat-completion', [{ status: 409, headers: now }]);
+
+    const messages = await retell.complete(chatId, 'Hello');
+
+    expect(messages.map((m) => m.role === 'agent' && m.content)).toEqual(['Echo: Hello']);
+    expect(sim.requests.map((r) => r.path).filter((p) => p !== '/create-chat')).toEqual([
+      '/create-chat-completion',
+      '/create-chat-completion',
+    ]);
+  });
+
+  test('when Retell asks for a wait longer than a call may take, then the error says how long, for the event retry', async () => {
+    const { chatId } = await retell.createChat('agent_abc', {}, {});
+    sim.failNext('/create-chat-completion', [{ status: 429, headers: { 'retry-after': '600' } }]);
+
+    const err = await refusal(retell.complete(chatId, 'Hello'));
+
+    expect(err).toMatchObject({ status: 429, transient: true, retryAfterMs: 600_000 });
+    expect(requestsTo('/create-chat-completion')).toHaveLength(1);
+  });
+
+  describe('answerTo: which messages of a chat answer the question', () => {
+    const at = 1_800_000_000_000;
+    const user = (content: string, created_timestamp?: number) =>
+      ({ role: 'user', content, ...(created_timestamp ? { created_timestamp } : {}) }) as const;
+    const agent = (content: string) => ({ role: 'agent', content }) as const;
+
+    test('the messages after the question, when the last is the agent’s words', () => {
+      const answer = [
+        simMessages.toolCall('check', {}, 't1'),
+        simMessages.toolResult('t1', 'ok'),
+        agent('Done.'),
+      ];
+      expect(answerTo([agent('Hi'), user(' Hello ', at + 5), ...answer], 'Hello', at)).toEqual({
+        asked: true,
+        answer,
+      });
+    });
+
+    test('a question whose agent is still at work (a tool call last) is asked but not answered', () => {
+      expect(answerTo([user('Hello', at), simMessages.toolCall('check', {}, 't1')], 'Hello', at)).toEqual({
+        asked: true,
+      });
+    });
+
+    test('not ours: other words, stamped more than a second before it was asked, or not stamped at all', () => {
+      expect(answerTo([user('Hi', at), agent('Yes?')], 'Hello', at)).toEqual({ asked: false });
+      expect(answerTo([user('Hello', at - 1_001), agent('Yes?')], 'Hello', at)).toEqual({ asked: false });
+      expect(answerTo([user('Hello', at - 999), agent('Yes?')], 'Hello', at).asked).toBe(true);
+      expect(answerTo([user('Hello'), agent('Yes?')], 'Hello', at)).toEqual({ asked: false });
+    });
+  });
+
   describe('when an earlier attempt may have asked the same question', () => {
     const agentTexts = (messages: Awaited<ReturnType<RetellClient['complete']>>) =>
       messages.flatMap((m) => (m.role === 'agent' ? [m.content] : []));
@@ -328,6 +383,20 @@ describe('RetellClient against the Retell simulator', () => {
       expect(agentTexts(again)).toEqual(['Echo: Hello']);
       expect(sim.completions).toHaveLength(2);
       expect(requestsTo('/get-chat').length - readsBefore).toBe(1);
+    });
+
+    test('and the chat cannot be read while that attempt may still be answered, then nothing is asked and the error says timed out', async () => {
+      const { chatId } = await retell.createChat('agent_abc', {}, {});
+      sim.failNext('/get-chat', [{ status: 503 }]);
+
+      const err = await refusal(
+        retell.complete(chatId, 'Hello', { since: Date.now(), mayBeAnswering: true }),
+      );
+
+      expect(err.message).toBe('Retell timed out: the chat could not be read');
+      expect(err.transient).toBe(true);
+      expect(requestsTo('/get-chat')).toHaveLength(1);
+      expect(requestsTo('/create-chat-completion')).toHaveLength(0);
     });
 
     test('and that attempt may still be answered, then its answer is waited for and nothing is asked again', async () => {
