@@ -191,7 +191,6 @@ export class RetellClient {
   ): Promise<{ asked: boolean; answer?: RetellMessage[] }> {
     const until = Date.now() + this.timeoutMs;
     let asked = false;
-    let lastReadWorked = false;
     let lastSeen: string | undefined;
     let extended = false;
     for (;;) {
@@ -209,7 +208,7 @@ export class RetellClient {
         // out", so that the event's retry waits for that answer too.
         if (wait === 'if-asked') throw unreadable();
       }
-      lastReadWorked = messages !== undefined;
+      const lastReadWorked = messages !== undefined;
       if (messages) {
         const found = answerTo(messages, content, askedAt);
         asked ||= found.asked;
