@@ -19,6 +19,14 @@ import { insertManyRefused } from '../src/db/mongo';
  *   lease, retry, dedupe after the reply (the delete forgets the event), reconciliation, operator pause,
  *   listing index or conversation summary, and keeps the Retell chat ids in memory. It is a yardstick for
  *   what the machine allows, not a floor proven minimal: the two `$push`es could be one after the send.
+ *
+ * Two what-ifs for the turn baseline (docs/PERFORMANCE.md, session 11), by environment:
+ * - `BASELINE_PAD=n`: n more commands per DM (an upsert by `_id` of a small document in
+ *   `baseline_padding`), half after the user turn and half after the agent turns, to stand for the
+ *   connector's other commands (its inbox, leases, dedupe, listing index, summaries, outbound notes);
+ * - `BASELINE_BATCH=1`: DMs go through the pipeline in lockstep batches: each batch takes the oldest waiting
+ *   DM of every sender, and each database step is ONE command for the whole batch (a bulk write, a
+ *   `deleteMany`), while the Retell and Graph calls go out per DM at once. What a batch worker would do.
  */
 async function main(): Promise<void> {
   const uri = process.env.BASELINE_MONGODB_URI!;
@@ -69,11 +77,22 @@ function turnPipeline(conn: mongoose.Connection): express.RequestHandler {
     headers: { Authorization: `Bearer ${token}` },
     httpAgent: new http.Agent({ keepAlive: true }),
   });
+  const pad = Number(process.env.BASELINE_PAD ?? 0);
+  const padding = conn.db!.collection<{ _id: string; n: number }>('baseline_padding');
+  /** `count` padding commands for these senders: one command each, covering all of them. */
+  const padFor = async (senders: string[], from: number, count: number) => {
+    for (let i = from; i < from + count; i++)
+      await padding.bulkWrite(
+        senders.map((s) => ({
+          updateOne: { filter: { _id: `${s}:${i}` }, update: { $inc: { n: 1 } }, upsert: true },
+        })),
+        { ordered: false },
+      );
+  };
   const chatOf = new Map<string, Promise<string>>(); // sender → Retell chat id
   const queueOf = new Map<string, Promise<void>>(); // sender → the tail of its DMs being answered
 
-  const answer = async (e: Messaging): Promise<void> => {
-    const userId = e.sender.id;
+  const chatFor = (userId: string): Promise<string> => {
     let chat = chatOf.get(userId);
     if (!chat) {
       chat = retell.chat.create({ agent_id: agentId }).then(async (c) => {
@@ -83,10 +102,10 @@ function turnPipeline(conn: mongoose.Connection): express.RequestHandler {
       chatOf.set(userId, chat);
       chat.catch(() => chatOf.delete(userId)); // the sender's next DM tries again
     }
-    const chatId = await chat;
-    const push = (turn: object) =>
-      chats.updateOne({ _id: chatId }, { $push: { messages: turn }, $inc: { message_count: 1 } });
-    await push({ role: 'user', content: e.message!.text, instagram_mid: e.message!.mid });
+    return chat;
+  };
+  /** The agent's replies to one DM, each sent to Instagram: the agent turns to record. */
+  const askAndSend = async (e: Messaging, chatId: string): Promise<object[]> => {
     const { messages } = await retell.chat.createChatCompletion({
       chat_id: chatId,
       content: e.message!.text!,
@@ -96,19 +115,90 @@ function turnPipeline(conn: mongoose.Connection): express.RequestHandler {
       if (m.role !== 'agent') continue;
       const { data } = await graph.post<{ message_id: string }>(
         `/${env('BASELINE_GRAPH_VERSION')}/me/messages`,
-        {
-          recipient: { id: userId },
-          message: { text: m.content },
-        },
+        { recipient: { id: e.sender.id }, message: { text: m.content } },
       );
       sent.push({ role: 'agent', content: m.content, instagram_mid: data.message_id });
     }
+    return sent;
+  };
+
+  const answer = async (e: Messaging): Promise<void> => {
+    const userId = e.sender.id;
+    const chatId = await chatFor(userId);
+    const push = (turn: object) =>
+      chats.updateOne({ _id: chatId }, { $push: { messages: turn }, $inc: { message_count: 1 } });
+    await push({ role: 'user', content: e.message!.text, instagram_mid: e.message!.mid });
+    await padFor([userId], 0, Math.floor(pad / 2));
+    const sent = await askAndSend(e, chatId);
     if (sent.length)
       await chats.updateOne(
         { _id: chatId },
         { $push: { messages: { $each: sent } }, $inc: { message_count: sent.length } },
       );
+    await padFor([userId], Math.floor(pad / 2), pad - Math.floor(pad / 2));
     await events.deleteOne({ _id: e.message!.mid });
+  };
+
+  /** BASELINE_BATCH: one DM per sender at a time, every database step one command for the whole batch. */
+  const answerBatch = async (batch: Messaging[]): Promise<void> => {
+    const chatIds = await Promise.all(batch.map((e) => chatFor(e.sender.id)));
+    const senders = batch.map((e) => e.sender.id);
+    await chats.bulkWrite(
+      batch.map((e, i) => ({
+        updateOne: {
+          filter: { _id: chatIds[i]! },
+          update: {
+            $push: { messages: { role: 'user', content: e.message!.text, instagram_mid: e.message!.mid } },
+            $inc: { message_count: 1 },
+          },
+        },
+      })),
+      { ordered: false },
+    );
+    await padFor(senders, 0, Math.floor(pad / 2));
+    const sent = await Promise.all(batch.map((e, i) => askAndSend(e, chatIds[i]!)));
+    await chats.bulkWrite(
+      batch.flatMap((_, i) =>
+        sent[i]!.length
+          ? [
+              {
+                updateOne: {
+                  filter: { _id: chatIds[i]! },
+                  update: {
+                    $push: { messages: { $each: sent[i]! } },
+                    $inc: { message_count: sent[i]!.length },
+                  },
+                },
+              },
+            ]
+          : [],
+      ),
+      { ordered: false },
+    );
+    await padFor(senders, Math.floor(pad / 2), pad - Math.floor(pad / 2));
+    await events.deleteMany({ _id: { $in: batch.map((e) => e.message!.mid) } });
+  };
+  const waiting = new Map<string, Messaging[]>(); // sender → its DMs not yet answered, oldest first
+  let batching = false;
+  const runBatches = async (): Promise<void> => {
+    if (batching) return;
+    batching = true;
+    try {
+      for (;;) {
+        const batch = [...waiting.values()].map((q) => q[0]!);
+        if (batch.length === 0) return;
+        await answerBatch(batch).catch((err: unknown) =>
+          process.stderr.write(`baseline batch failed: ${String(err)}\n`),
+        );
+        for (const e of batch) {
+          const q = waiting.get(e.sender.id)!;
+          q.shift();
+          if (q.length === 0) waiting.delete(e.sender.id);
+        }
+      }
+    } finally {
+      batching = false;
+    }
   };
 
   /** Stores the events; those already stored (a redelivery) are left out of the result. */
@@ -134,6 +224,15 @@ function turnPipeline(conn: mongoose.Connection): express.RequestHandler {
       .filter((e) => e.message?.mid && !e.message.is_echo);
     const fresh = await insertNew(list);
     res.status(200).send('EVENT_RECEIVED');
+    if (process.env.BASELINE_BATCH === '1') {
+      for (const e of fresh) {
+        const q = waiting.get(e.sender.id);
+        if (q) q.push(e);
+        else waiting.set(e.sender.id, [e]);
+      }
+      void runBatches();
+      return;
+    }
     for (const e of fresh) {
       const tail = (queueOf.get(e.sender.id) ?? Promise.resolve()).then(() => answer(e));
       const done = tail.catch((err: unknown) => {
