@@ -113,7 +113,9 @@ export class RetellClient {
    *   another timeout and the answer taken from there; a question that shows without its answer fails the
    *   attempt as transient; one that never shows is asked again, once. A chat that cannot be read at all
    *   fails the attempt too: it is not taken for a question Retell never got;
-   * - a 5xx or a broken connection: the chat is read once (the answer may have been given anyway);
+   * - a broken connection (not a refused one): the same, but waiting only while the question shows;
+   * - a 5xx: the chat is read (the answer may have been given anyway); a question without its answer is
+   *   asked again, as Retell failed it;
    * - 408, 409, 429: Retell did not take the question; asked again after the wait it asks for.
    * Up to `maxRetries` retries, with the SDK's backoff.
    *
