@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
+import { waitFor } from '../setup/wait-for';
 
 /**
  * The simulator in a process of its own, as the bench runs it: Node prints its warnings to stderr there
@@ -34,4 +35,40 @@ test('when more than ten completions wait on a slow agent at once, then all are 
   expect(run.status).toBe(0);
   expect(JSON.parse(run.stdout.trim().split('\n').pop()!)).toEqual({ answered: 16 });
   expect(run.stderr).not.toContain('MaxListenersExceededWarning');
+});
+
+/**
+ * What the connector's reading back after a timeout relies on (docs/retell-api-notes.md): the question shows
+ * in get-chat at once, the agent's answer after its delay, and a completion whose caller has gone is still
+ * answered, as a server that keeps processing would.
+ */
+test('when the caller of a slow completion goes away, then get-chat shows the question at once and the answer when it comes', async () => {
+  const { startRetellSimulator } = await import('../../src/simulators/retell.simulator');
+  const sim = await startRetellSimulator();
+  try {
+    const headers = { authorization: `Bearer ${sim.apiKey}`, 'content-type': 'application/json' };
+    const post = (p: string, body: unknown, signal?: AbortSignal) =>
+      fetch(sim.url + p, { method: 'POST', headers, body: JSON.stringify(body), signal });
+    const chat = (await (await post('/create-chat', { agent_id: 'agent_abc' })).json()) as {
+      chat_id: string;
+    };
+    const roles = async () => {
+      const res = await fetch(`${sim.url}/get-chat/${chat.chat_id}`, { headers });
+      const got = (await res.json()) as { message_with_tool_calls: { role: string; content: string }[] };
+      return got.message_with_tool_calls.map((m) => `${m.role}: ${m.content}`);
+    };
+    sim.setDelay(300);
+    const gone = post(
+      '/create-chat-completion',
+      { chat_id: chat.chat_id, content: 'Hello' },
+      AbortSignal.timeout(50),
+    );
+    await expect(gone).rejects.toThrow();
+
+    expect(await roles()).toEqual(['user: Hello']);
+    await waitFor('the answer in get-chat', async () => (await roles()).length === 2, 5_000);
+    expect(await roles()).toEqual(['user: Hello', 'agent: Echo: Hello']);
+  } finally {
+    await sim.close();
+  }
 });
