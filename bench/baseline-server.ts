@@ -156,25 +156,18 @@ function turnPipeline(conn: mongoose.Connection): express.RequestHandler {
       { ordered: false },
     );
     await padFor(senders, 0, Math.floor(pad / 2));
-    const sent = await Promise.all(batch.map((e, i) => askAndSend(e, chatIds[i]!)));
-    await chats.bulkWrite(
-      batch.flatMap((_, i) =>
-        sent[i]!.length
-          ? [
-              {
-                updateOne: {
-                  filter: { _id: chatIds[i]! },
-                  update: {
-                    $push: { messages: { $each: sent[i]! } },
-                    $inc: { message_count: sent[i]!.length },
-                  },
-                },
-              },
-            ]
-          : [],
-      ),
-      { ordered: false },
-    );
+    // A DM whose call fails is dropped from the batch (logged), as a failed DM is in the default mode.
+    const settled = await Promise.allSettled(batch.map((e, i) => askAndSend(e, chatIds[i]!)));
+    const agentTurns = settled.flatMap((r, i) => {
+      if (r.status === 'rejected') {
+        process.stderr.write(`baseline turn failed: ${String(r.reason)}\n`);
+        return [];
+      }
+      if (r.value.length === 0) return [];
+      const update = { $push: { messages: { $each: r.value } }, $inc: { message_count: r.value.length } };
+      return [{ updateOne: { filter: { _id: chatIds[i]! }, update } }];
+    });
+    if (agentTurns.length) await chats.bulkWrite(agentTurns, { ordered: false });
     await padFor(senders, Math.floor(pad / 2), pad - Math.floor(pad / 2));
     await events.deleteMany({ _id: { $in: batch.map((e) => e.message!.mid) } });
   };

@@ -83,7 +83,7 @@ export class InboundWorker {
    * error: their next run here is still a rerun (`HandlerContext.rerun`), though the stored event does not
    * say so. Bounded; an entry goes when its event is next written.
    */
-  private readonly unwritten = new Map<string, string>();
+  private readonly unwritten = new Map<string, { attempts: number; error: string }>();
 
   constructor(
     private readonly inbox: InboxRepo,
@@ -249,8 +249,9 @@ export class InboundWorker {
 
   /** Handles one event; false when it stays pending (to be retried later), which holds its thread back. */
   private async handleOne(stored: StoredEvent, takenOver: boolean): Promise<boolean> {
+    // Only while the stored event has not moved on (another process may have written a later attempt).
     const missed = this.unwritten.get(stored._id);
-    if (missed !== undefined) stored.lastError = missed;
+    if (missed && missed.attempts === stored.attempts) stored.lastError = missed.error;
     const ctx: HandlerContext = {
       rerun: takenOver ? 'takeover' : stored.attempts > 0 || missed !== undefined ? 'retry' : undefined,
       saveProgress: (progress) => {
@@ -279,7 +280,7 @@ export class InboundWorker {
         const message = String((err as Error)?.message ?? err).slice(0, 500);
         // Until this attempt is written (below): should the write throw, the next run still knows.
         this.unwritten.delete(stored._id);
-        this.unwritten.set(stored._id, message);
+        this.unwritten.set(stored._id, { attempts: stored.attempts, error: message });
         if (this.unwritten.size > 10_000) this.unwritten.delete(this.unwritten.keys().next().value!);
         if (!isTransient(err) || attempts >= this.opts.maxAttempts) {
           await this.inbox.fail(stored._id, attempts, message);

@@ -3,7 +3,7 @@ import Retell from 'retell-sdk';
 
 /**
  * The one place that talks to Retell (retell-sdk). Callers see `RetellError` with `transient` set for what
- * is worth retrying (429, 5xx, timeouts, network), never the SDK's error classes.
+ * is worth retrying (408, 409, 429, 5xx, timeouts, network), never the SDK's error classes.
  * API: https://docs.retellai.com/api-references/create-chat, …/create-chat-completion, …/end-chat
  */
 export type RetellMessage = Awaited<ReturnType<Retell['chat']['createChatCompletion']>>['messages'][number];
@@ -34,7 +34,7 @@ export interface RetellClientOptions {
   baseUrl: string | undefined;
   timeoutMs?: number;
   maxRetries?: number;
-  /** After a completion timed out: how often the chat is read for its answer (default 1 s). */
+  /** How often the chat is read for an answer whose completion came to no clear end (default 1 s). */
   answerPollMs?: number;
 }
 
@@ -111,8 +111,8 @@ export class RetellClient {
    * checked against the chat (get-chat) before it is asked again:
    * - a timeout (30 s): Retell may have the question and still be answering. The chat is read for up to
    *   another timeout and the answer taken from there; a question that shows without its answer fails the
-   *   attempt as transient; one that never shows is asked again, once. A chat that cannot be read at all
-   *   fails the attempt too: it is not taken for a question Retell never got;
+   *   attempt as transient; one that never shows is asked again, once. A chat whose last read failed
+   *   fails the attempt too ("timed out"): it is not taken for a question Retell never got;
    * - a broken connection (not a refused one): the same, but waiting only while the question shows;
    * - a 5xx: the chat is read (the answer may have been given anyway); a question without its answer is
    *   asked again, as Retell failed it;
@@ -169,11 +169,11 @@ export class RetellClient {
           if (seen.answer) return seen.answer;
         }
         if (retries >= this.maxRetries) throw failure;
-        const asked = retryAfterMsOf(err);
+        const retryAfter = retryAfterMsOf(err);
         // Longer than a call should hold its thread: the event's retry waits it out (the worker honours it).
-        if (asked !== undefined && asked > this.timeoutMs)
-          throw new RetellError(failure.message, failure.status, true, false, Math.ceil(asked));
-        await sleep(asked ?? backoffMs(retries));
+        if (retryAfter !== undefined && retryAfter > this.timeoutMs)
+          throw new RetellError(failure.message, failure.status, true, false, Math.ceil(retryAfter));
+        await sleep(retryAfter ?? backoffMs(retries));
       }
     }
   }
@@ -181,9 +181,11 @@ export class RetellClient {
   /**
    * Reads the chat for the answer to `content` asked at `askedAt`, for up to one timeout. `asked`: Retell
    * showed the question at some point. `wait`: `always` (a question may show only with its answer; a read
-   * that fails is tried again), `if-asked` (only while the question shows), `never` (one read). An answer is
-   * taken when two reads in a row show it unchanged, ending with the agent's words; a read that fails
-   * (other than in `always`, and there once no read has worked) throws, since nothing can be told from it.
+   * that fails is tried again), `if-asked` (only while the question shows), `never` (until the question is
+   * seen or not; no waiting for an answer). An answer is taken when two reads in a row show it unchanged,
+   * ending with the agent's words. A read that fails throws: in `never`, its own error; in `if-asked`, and in
+   * `always` when it was the last read, "timed out: the chat could not be read", so that the event's retry
+   * still waits for an answer that may be coming.
    */
   private async answerInChat(
     chatId: string,
@@ -238,11 +240,11 @@ export class RetellClient {
     return this.sdk;
   }
 
-  private async call<T>(fn: () => Promise<T>, onChat = false): Promise<T> {
+  private async call<T>(fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
     } catch (err) {
-      throw toRetellError(err, onChat);
+      throw toRetellError(err, false);
     }
   }
 }

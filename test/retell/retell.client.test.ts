@@ -195,14 +195,14 @@ describe('RetellClient against the Retell simulator', () => {
   });
 
   describe('when a completion times out', () => {
-    /** 500 ms to answer; after a timeout the chat is read every 20 ms for up to another 500 ms. */
+    /** 1 s to answer; after a timeout the chat is read every 20 ms for up to another second. Answers come 300 ms past the timeout: room on a loaded machine both ways. */
     const impatient = () =>
-      new RetellClient({ apiKey: sim.apiKey, baseUrl: sim.url, timeoutMs: 500, answerPollMs: 20 });
+      new RetellClient({ apiKey: sim.apiKey, baseUrl: sim.url, timeoutMs: 1_000, answerPollMs: 20 });
 
     test('and Retell answers a little later, then the answer is read from the chat and the agent is asked once', async () => {
       const client = impatient();
       const { chatId } = await client.createChat('agent_abc', {}, {});
-      sim.setDelay(700);
+      sim.setDelay(1_300);
 
       const messages = await client.complete(chatId, 'Hello');
 
@@ -229,7 +229,7 @@ describe('RetellClient against the Retell simulator', () => {
       const client = impatient();
       const { chatId } = await client.createChat('agent_abc', {}, {});
       // Held past the timeout and then refused: Retell never takes the question in.
-      sim.failNext('/create-chat-completion', [{ status: 500, delayMs: 700 }]);
+      sim.failNext('/create-chat-completion', [{ status: 500, delayMs: 1_300 }]);
 
       const messages = await client.complete(chatId, 'Hello');
 
@@ -266,7 +266,7 @@ describe('RetellClient against the Retell simulator', () => {
       sim.setReply(() => `answer ${++n}`);
       await client.complete(chatId, 'Hello');
       await new Promise((r) => setTimeout(r, 1_100)); // past the clock-skew allowance
-      sim.failNext('/create-chat-completion', [{ status: 500, delayMs: 700 }]);
+      sim.failNext('/create-chat-completion', [{ status: 500, delayMs: 1_300 }]);
 
       const messages = await client.complete(chatId, 'Hello');
 
@@ -279,7 +279,7 @@ describe('RetellClient against the Retell simulator', () => {
       const { chatId } = await client.createChat('agent_abc', {}, {});
       sim.failNext(
         '/create-chat-completion',
-        [1, 2].map(() => ({ status: 500, delayMs: 700 })),
+        [1, 2].map(() => ({ status: 500, delayMs: 1_300 })),
       );
 
       const err = await refusal(client.complete(chatId, 'Hello'));

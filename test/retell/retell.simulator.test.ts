@@ -57,12 +57,11 @@ test('when the caller of a slow completion goes away, then get-chat shows the qu
       const got = (await res.json()) as { message_with_tool_calls: { role: string; content: string }[] };
       return got.message_with_tool_calls.map((m) => `${m.role}: ${m.content}`);
     };
-    sim.setDelay(300);
-    const gone = post(
-      '/create-chat-completion',
-      { chat_id: chat.chat_id, content: 'Hello' },
-      AbortSignal.timeout(50),
-    );
+    sim.setDelay(1_000);
+    const caller = new AbortController();
+    const gone = post('/create-chat-completion', { chat_id: chat.chat_id, content: 'Hello' }, caller.signal);
+    await sim.waitForCompletions(1, 5_000);
+    caller.abort();
     await expect(gone).rejects.toThrow();
 
     expect(await roles()).toEqual(['user: Hello']);
