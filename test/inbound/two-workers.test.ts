@@ -65,3 +65,17 @@ test("when two workers share one database, then 200 events over 20 users are eac
   expect(handledBy.get('one')).toBeGreaterThan(0);
   expect(handledBy.get('two')).toBeGreaterThan(0);
 });
+
+test('when a thread lease is taken, then a free one is "free", a held one is refused, and one left expired and never released is "abandoned"', async () => {
+  const { inbox } = h.t.deps;
+  const thread = `lease-test:${h.aVisitor()}`;
+
+  expect(await inbox.acquireLease(thread, 'worker-a', 1_000)).toBe('free');
+  expect(await inbox.acquireLease(thread, 'worker-b', 1_000)).toBe(false);
+  // worker-a never releases it (it crashed): once expired, the next holder learns the thread was abandoned,
+  // so its oldest event is a rerun (Retell's chat is read before the agent is asked).
+  await new Promise((r) => setTimeout(r, 1_100));
+  expect(await inbox.acquireLease(thread, 'worker-b', 1_000)).toBe('abandoned');
+  await inbox.releaseLease(thread, 'worker-b');
+  expect(await inbox.acquireLease(thread, 'worker-c', 1_000)).toBe('free');
+});
