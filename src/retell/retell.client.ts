@@ -141,7 +141,6 @@ export class RetellClient {
       // The time limit is our own signal, which ends the attempt without a retry inside the SDK; the SDK's
       // own limit is set past it so that it never fires first.
       const deadline = AbortSignal.timeout(this.timeoutMs);
-      let failure: RetellError;
       try {
         const res = await sdk.chat.createChatCompletion(
           { chat_id: chatId, content },
@@ -149,25 +148,18 @@ export class RetellClient {
         );
         return res.messages;
       } catch (err) {
-        failure = deadline.aborted ? new RetellError(TIMED_OUT, undefined, true) : toRetellError(err, true);
+        const failure = deadline.aborted
+          ? new RetellError(TIMED_OUT, undefined, true)
+          : toRetellError(err, true);
         if (!failure.transient) throw failure;
-        if (deadline.aborted) {
-          const seen = await this.answerInChat(chatId, content, askedAt, 'always');
+        const wait = readBeforeAskingAgain(deadline.aborted, failure, err);
+        if (wait) {
+          const seen = await this.answerInChat(chatId, content, askedAt, wait);
           if (seen.answer) return seen.answer;
-          if (seen.asked)
+          if (seen.asked && wait !== 'never')
             throw new RetellError(`${TIMED_OUT}: it has the message but no answer yet`, undefined, true);
-          if (++timeouts >= 2) throw failure;
-        } else if (failure.status === undefined && !neverConnected(err)) {
-          // The connection broke: Retell may have the question and still be answering it.
-          const seen = await this.answerInChat(chatId, content, askedAt, 'if-asked');
-          if (seen.answer) return seen.answer;
-          if (seen.asked)
-            throw new RetellError(`${TIMED_OUT}: it has the message but no answer yet`, undefined, true);
-        } else if (failure.status !== undefined && failure.status >= 500) {
-          // Retell failed it; the answer may have been given all the same (a gateway's 502/504).
-          const seen = await this.answerInChat(chatId, content, askedAt, 'never');
-          if (seen.answer) return seen.answer;
         }
+        if (deadline.aborted && ++timeouts >= 2) throw failure;
         if (retries >= this.maxRetries) throw failure;
         const retryAfter = retryAfterMsOf(err);
         // Longer than a call should hold its thread: the event's retry waits it out (the worker honours it).
@@ -296,6 +288,22 @@ export function retryAfterMsOf(err: unknown): number | undefined {
 /** retell-sdk's own backoff when Retell asks for no wait: min(0.5 × 2ⁿ, 8) s, less up to a quarter. */
 function backoffMs(retries: number): number {
   return Math.min(0.5 * 2 ** retries, 8) * (1 - Math.random() * 0.25) * 1000;
+}
+
+/**
+ * How the chat is read after a failed completion, before it is asked again (see `answerInChat`): after a
+ * timeout Retell may still be answering, and the question may show only with its answer; after a broken
+ * (not refused) connection it may still be answering; after a 5xx it failed the question, though a
+ * gateway's 502/504 may hide an answer. Undefined: Retell did not take the question (408, 409, 429, refused).
+ */
+function readBeforeAskingAgain(
+  timedOut: boolean,
+  failure: RetellError,
+  err: unknown,
+): 'always' | 'if-asked' | 'never' | undefined {
+  if (timedOut) return 'always';
+  if (failure.status === undefined) return neverConnected(err) ? undefined : 'if-asked';
+  return failure.status >= 500 ? 'never' : undefined;
 }
 
 /** A connection refused: nothing was sent (undici's "fetch failed", caused by ECONNREFUSED). */
