@@ -1,6 +1,16 @@
 /**
- * Instagram's Send API takes at most 1,000 bytes of UTF-8 text per message (docs/meta-api-notes.md §9,
- * item 9: Meta's pages say both "1000 bytes" and "1000 characters"; bytes is the stricter reading).
+ * The most text one Instagram message carries: 999 bytes of UTF-8. Meta's send-message page says both
+ * "Message text must be UTF-8 and be a 1000 bytes or less" and, in its Limitations, "Text message must be
+ * less than 1000 characters" (docs/meta-api-notes.md §3 and open point 9). A character is at least one
+ * byte, so 999 bytes meets both: 1,000 bytes alone would let a 1,000-character ASCII text through, which
+ * the second sentence refuses.
+ * https://developers.facebook.com/docs/instagram-platform/instagram-api-with-instagram-login/messaging-api
+ * https://developers.facebook.com/docs/messenger-platform/instagram/features/send-message
+ */
+export const MAX_MESSAGE_BYTES = 999;
+
+/**
+ * Text split into Instagram messages of at most `maxBytes` (MAX_MESSAGE_BYTES) bytes of UTF-8.
  *
  * A longer text is cut at the best boundary that fits: a blank line, then a line break, then a sentence
  * end, then whitespace; a single word longer than a message is cut between grapheme clusters (so emoji
@@ -8,7 +18,7 @@
  * is cut between code points. Each part is trimmed of the whitespace at the cut and nothing else, so the
  * parts appear in the original in order, separated only by whitespace.
  */
-export function splitMessage(text: string, maxBytes = 1000): string[] {
+export function splitMessage(text: string, maxBytes = MAX_MESSAGE_BYTES): string[] {
   if (!Number.isInteger(maxBytes) || maxBytes < 4) {
     throw new RangeError('maxBytes must be an integer of at least 4 (the longest UTF-8 code point)');
   }

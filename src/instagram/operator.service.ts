@@ -265,7 +265,7 @@ export class OperatorService {
   }
 }
 
-/** Text split to Instagram's 1,000-byte limit, in order; the attachment, if any, last. */
+/** Text split to Instagram's limit (MAX_MESSAGE_BYTES), in order; the attachment, if any, last. */
 function outgoingParts(input: SendInput): OutgoingMessage[] {
   const parts: OutgoingMessage[] = splitMessage(input.message ?? '').map((text) => ({ text }));
   if (input.attachmentUrl && input.attachmentType)

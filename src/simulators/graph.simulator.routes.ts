@@ -201,12 +201,16 @@ function jsonParam(v: unknown): unknown {
 
 const ATTACHMENT_TYPES = ['image', 'video', 'audio', 'file'];
 
-/** "Message text must be UTF-8 and be a 1000 bytes or less"; media is sent by URL. */
+/**
+ * Both of Meta's wordings: "Message text must be UTF-8 and be a 1000 bytes or less" and "Text message must
+ * be less than 1000 characters" (counted in code points); media is sent by URL.
+ */
 function messageProblem(m: Record<string, unknown>): string | undefined {
   if (typeof m.text === 'string') {
     if (Buffer.byteLength(m.text, 'utf8') > 1000) {
       return '(#100) Length of param message[text] must be less than or equal to 1000';
     }
+    if ([...m.text].length >= 1000) return '(#100) Text message must be less than 1000 characters';
     return m.text.length === 0 ? '(#100) Param message[text] must be non-empty' : undefined;
   }
   const att = m.attachment as { type?: unknown; payload?: { url?: unknown } } | undefined;

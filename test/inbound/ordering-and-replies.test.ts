@@ -132,6 +132,21 @@ describe('replies', () => {
     expect(agentTurns.map((t) => t.content)).toEqual(parts);
   });
 
+  test("when the agent answers with exactly 1,000 ASCII characters, then it goes out as two messages, since Meta's Limitations say less than 1,000", async () => {
+    // 1,000 bytes, within "1000 bytes or less"; the simulator, like Meta, also refuses 1,000 characters.
+    const reply = `${'We will answer you soon. '.repeat(39)}See you, have a good day!`;
+    expect(Buffer.byteLength(reply, 'utf8')).toBe(1000);
+    h.retell.setReply(() => reply);
+    const visitor = h.aVisitor();
+    await h.deliver(a, [anInstagramDm({ userId: visitor, accountId: a.accountId })]);
+    await h.drain();
+    const parts = sentTo(visitor).map((s) => String(s.message.text));
+    expect(parts).toHaveLength(2);
+    expect(parts.join(' ')).toBe(reply);
+    const agentTurns = (await turnsOf()).filter((t) => t.role === 'agent');
+    expect(agentTurns.map((t) => [t.content, t.delivery_status])).toEqual(parts.map((p) => [p, 'sent']));
+  });
+
   test('when the reply is full of multi-byte characters, then every part is ≤ 1,000 bytes and no character is broken', async () => {
     const long = 'Grüße aus Köln! 日本語のテキストです。👨‍👩‍👧 Ça marche très bien. '.repeat(40).trim();
     h.retell.setReply(() => long);

@@ -271,6 +271,15 @@ describe('GraphClient.sendMessage', () => {
     });
   });
 
+  it("when a text breaks either of Meta's limits (over 1,000 bytes, or 1,000 characters), then it is a bad_request 100, not retried", async () => {
+    const tooManyBytes = await caught(client().sendMessage(IG_TOKEN, VISITOR, { text: 'é'.repeat(501) }));
+    const tooManyChars = await caught(client().sendMessage(IG_TOKEN, VISITOR, { text: 'a'.repeat(1000) }));
+    for (const err of [tooManyBytes, tooManyChars])
+      expect(err).toMatchObject({ kind: 'bad_request', code: 100, retryable: false, mayHaveBeenSent: false });
+    const fits = await client().sendMessage(IG_TOKEN, VISITOR, { text: 'a'.repeat(999) });
+    expect(fits.messageId).toEqual(expect.any(String));
+  });
+
   it('when Meta echoes the token in its message, then the error never contains the token', async () => {
     const echoing = `Invalid OAuth access token ${IG_TOKEN}`;
     sim.failNext({ path: '/me/messages' }, [graphError(400, 190, 463, echoing)]);

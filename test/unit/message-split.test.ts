@@ -1,4 +1,4 @@
-import { splitMessage } from '../../src/instagram/message-split';
+import { MAX_MESSAGE_BYTES, splitMessage } from '../../src/instagram/message-split';
 
 const bytes = (s: string): number => Buffer.byteLength(s, 'utf8');
 const graphemes = (s: string): string[] =>
@@ -9,7 +9,7 @@ const squash = (s: string): string => s.replace(/\s+/g, ' ').trim();
  * The split property: each part fits, is valid UTF-8, and the parts occur in the original in order with
  * only whitespace between them, so nothing is lost, added or repeated.
  */
-function expectFaithfulSplit(original: string, parts: string[], maxBytes = 1000): void {
+function expectFaithfulSplit(original: string, parts: string[], maxBytes = MAX_MESSAGE_BYTES): void {
   let at = 0;
   for (const part of parts) {
     expect(bytes(part)).toBeLessThanOrEqual(maxBytes);
@@ -43,14 +43,24 @@ test('when text fits, then it is the only part, unchanged', () => {
   expect(splitMessage('Hello there!')).toEqual(['Hello there!']);
 });
 
-test('when text is exactly 1000 bytes, then it stays one part', () => {
-  const text = `${'é'.repeat(400)}${'a'.repeat(200)}`; // 800 + 200 bytes
-  expect(bytes(text)).toBe(1000);
+test('when text is 999 bytes, then it stays one part; at 1,000 it is split', () => {
+  const text = `${'é'.repeat(400)}${'a'.repeat(199)}`; // 800 + 199 bytes
+  expect(bytes(text)).toBe(999);
   expect(splitMessage(text)).toEqual([text]);
   expect(splitMessage(`${text}b`).length).toBe(2);
 });
 
-test('when a 2,600-character ASCII text is split, then every part is at most 1000 bytes and they join back', () => {
+test("when text is 1,000 ASCII characters, then no part reaches Meta's 1,000 characters", () => {
+  // "1000 bytes or less" would let it through whole; "less than 1000 characters" would not.
+  const text = `${'We will answer you soon. '.repeat(39)}See you, have a good day!`;
+  expect(text).toHaveLength(1000);
+  const parts = splitMessage(text);
+  expect(parts.length).toBe(2);
+  for (const p of parts) expect([...p].length).toBeLessThan(1000);
+  expectFaithfulSplit(text, parts);
+});
+
+test('when a 2,600-character ASCII text is split, then every part is at most 999 bytes and they join back', () => {
   const text = asciiText();
   expect(text).toHaveLength(2600);
   const parts = splitMessage(text);
@@ -106,7 +116,7 @@ test('when text is full of multi-byte characters and emoji, then every part is v
 test('when one word of 3000 characters is sent, then it is hard-split into parts that fit', () => {
   const word = 'x'.repeat(3000);
   const parts = splitMessage(word);
-  expect(parts).toEqual(['x'.repeat(1000), 'x'.repeat(1000), 'x'.repeat(1000)]);
+  expect(parts).toEqual(['x'.repeat(999), 'x'.repeat(999), 'x'.repeat(999), 'xxx']);
 });
 
 test('when a long run of emoji without spaces is hard-split, then no grapheme cluster is cut', () => {
