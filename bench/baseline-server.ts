@@ -20,7 +20,7 @@ import { insertManyRefused } from '../src/db/mongo';
  *   listing index or conversation summary, and keeps the Retell chat ids in memory. It is a yardstick for
  *   what the machine allows, not a floor proven minimal: the two `$push`es could be one after the send.
  *
- * Two what-ifs for the turn baseline (docs/PERFORMANCE.md, session 11), by environment:
+ * Two what-ifs for the turn baseline (docs/performance-history.md, session 11), by environment:
  * - `BASELINE_PAD=n`: n more commands per DM (an upsert by `_id` of a small document in
  *   `baseline_padding`), half after the user turn and half after the agent turns, to stand for the
  *   connector's other commands (its inbox, leases, dedupe, listing index, summaries, outbound notes);

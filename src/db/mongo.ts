@@ -10,8 +10,8 @@ mongoose.set('skipOriginalStackTraces', true);
  * Connections to FerretDB on SQLite. Every connection that writes races for SQLite's one write lock, and
  * the loser sleeps in SQLite's busy handler for longer and longer (up to 100 ms a try): with 50 connections
  * some writes waited many seconds. With two, the driver queues the commands in order
- * (docs/PERFORMANCE.md, session 8, 16 users: with 50 connections 3.3–5.0 turns/s and p99 2.6–2.8 s; with
- * 2 or 4, 10.6–14.0 turns/s and p99 1.2–1.6 s).
+ * (docs/performance-history.md, session 8, 16 users: with 50 connections 3.3–5.0 turns/s and p99
+ * 2.6–2.8 s; with 2 or 4, 10.6–14.0 turns/s and p99 1.2–1.6 s).
  */
 export const FERRETDB_SQLITE_POOL_SIZE = 2;
 

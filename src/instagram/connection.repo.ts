@@ -67,8 +67,9 @@ const schema = new Schema<ConnectionDoc>(
 /**
  * How long a found connection is served from memory. Every webhook and every inbound event looks it up;
  * this process's own changes (connect, disconnect, updates) apply to the cache at once, another process's
- * are seen within this time (docs/PERFORMANCE.md). A missing connection is never cached, so a fresh
- * connection made through another process is never answered with "not connected" (events dropped).
+ * are seen within this time (docs/performance-history.md, session 1). A missing connection is never
+ * cached, so a fresh connection made through another process is never answered with "not connected"
+ * (events dropped).
  */
 export const CONNECTION_CACHE_MS = 5_000;
 

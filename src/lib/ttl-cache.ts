@@ -3,7 +3,7 @@
  * tenant lookups every webhook and every inbound event repeat (subaccount, agent, connection): on FerretDB
  * each lookup that is not by `_id` scans its collection, so a few seconds of caching removes most of the
  * database round trips of the hot paths. Entries are dropped in-process when this process changes them;
- * another process sees the change when its entry expires (see docs/PERFORMANCE.md).
+ * another process sees the change when its entry expires (see docs/performance-history.md, session 1).
  */
 export class TtlCache<V> {
   private readonly entries = new Map<string, { value: V; until: number }>();
