@@ -8,7 +8,8 @@ import { FERRETDB_SQLITE_POOL_SIZE } from '../src/db/mongo';
 
 /**
  * `npm run bench [-- --db=ferretdb,mongo-java|uri] [--quick] [--only=intake,turns,reads,soak,scale,commands]
- *                 [--rounds=N] [--turn-samples=N] [--soak=EVENTS] [--soak-minutes=M] [--reads-turns=N]`
+ *                 [--rounds=N] [--turn-samples=N] [--paced-think-ms=MS] [--soak=EVENTS] [--soak-minutes=M]
+ *                 [--reads-turns=N]`
  *
  * Starts each database, the connector as its own process(es) (`node dist/main.js`), and the loopback Graph
  * and Retell simulators; runs the scenarios of issue 7 with a warm-up and several rounds; prints a table
@@ -32,6 +33,7 @@ const baseOpts = {
   roundMs: quick ? 2000 : 3000,
   turnsPerUser: quick ? 2 : 3,
   turnSamples: Number(args.get('turn-samples') ?? (quick ? 50 : 300)),
+  pacedThinkMs: Number(args.get('paced-think-ms') ?? 2000),
   readsTurns: Number(args.get('reads-turns') ?? (quick ? 20_000 : 100_000)),
   readsUsers: quick ? 1000 : 5000,
   soakEvents: Number(args.get('soak') ?? (quick ? 2_000 : 100_000)),
@@ -255,6 +257,21 @@ function tableRows(s: Record<string, Figures>): Row[] {
           });
       }
     }
+    // Not the target's figure: 16 users who pause after each reply (see Opts.pacedThinkMs).
+    const pacedP99 = f('turns', 'paced.u16.overhead.p99');
+    const pacedT = f('turns', 'paced.u16.throughput');
+    if (s.turns['paced.u16.error'])
+      rows.push({
+        scenario: 'turn (paced)',
+        figure: '16 users',
+        value: `did not finish: ${String(s.turns['paced.u16.error'])}`,
+      });
+    if (pacedP99 && pacedT)
+      rows.push({
+        scenario: `turn (instant, users pause 0–${(2 * Number(s.turns['paced.u16.thinkMs'])) / 1000} s)`,
+        figure: '16 users: overhead p50 / p99; throughput',
+        value: `${f('turns', 'paced.u16.overhead.p50')!.median} / ${fmt(pacedP99)}; ${fmt(pacedT)}`,
+      });
   }
   if (s.turns && !s.turns.error) {
     const commands = f('turns', 'commandsPerDm');

@@ -23,6 +23,11 @@ export interface Opts {
   turnsPerUser: number;
   /** The DMs a turns round aims at, over all its users. */
   turnSamples: number;
+  /**
+   * The `paced.u16` turns figure: 16 users who wait this long on average (uniformly 0 to twice as long)
+   * after a reply before writing again; 0 leaves it out.
+   */
+  pacedThinkMs: number;
   readsTurns: number;
   readsUsers: number;
   soakEvents: number;
@@ -146,7 +151,7 @@ export async function turns(o: Opts, userCounts = [1, 16, 64], delays = [0, 800]
   return withWorld(o, 'turns', async (w) => {
     const c = await startConnector(w.connectorEnv());
     const out: Figures = {
-      note: 'each user sends its next DM when the previous reply was sent; overhead = send − ack − agent delay; echoes delivered; cpuPerTurn = CPU time of each process per turn (bench = load generator + simulators), cpuAllows = turns/s the machine’s CPUs allow at that cost; baseline.* = the same rounds against the turn baseline (bench/baseline-server.ts: a bare pipeline doing the core of every DM), instant agent only; commandsPerDm = database commands per DM on the wire (1 user, DMs in a row, a pass of its own)',
+      note: 'each user sends its next DM when the previous reply was sent (paced.*: after a pause of 0 to 2 × thinkMs, not the target’s measure); overhead = send − ack − agent delay; echoes delivered; cpuPerTurn = CPU time of each process per turn (bench = load generator + simulators), cpuAllows = turns/s the machine’s CPUs allow at that cost; baseline.* = the same rounds against the turn baseline (bench/baseline-server.ts: a bare pipeline doing the core of every DM), instant agent only; commandsPerDm = database commands per DM on the wire (1 user, DMs in a row, a pass of its own)',
     };
     // The turn baseline's what-ifs (bench/baseline-server.ts) change what `baseline.*` measures: say so.
     const whatIf = ['BASELINE_PAD', 'BASELINE_BATCH'].filter((k) => process.env[k]);
@@ -190,9 +195,15 @@ export async function turns(o: Opts, userCounts = [1, 16, 64], delays = [0, 800]
       const rates = await warmUp(server.port);
       out[`${label}warmUp.throughput`] = rates;
       o.log(`turns ${label}warm-up: ${rates.join(', ')} turns/s over its rounds`);
-      for (const delay of delays) {
+      // `paced`: users who read and type (a random pause after each reply, and a random start) rather
+      // than write again at once. The connector only, instant agent: an extra figure, not the target's.
+      const passes = delays.map((delay) => ({ delay, counts: userCounts, thinkMs: 0 }));
+      if (!label && o.pacedThinkMs > 0) passes.push({ delay: 0, counts: [16], thinkMs: o.pacedThinkMs });
+      const pause = (thinkMs: number) =>
+        thinkMs > 0 ? new Promise((r) => setTimeout(r, Math.random() * 2 * thinkMs)) : undefined;
+      for (const { delay, counts, thinkMs } of passes) {
         w.retell.setDelay(delay);
-        for (const n of userCounts) {
+        for (const n of counts) {
           const users = usersFor(n);
           // About `turnSamples` DMs per round (3 to 20 per user), so that a round's p99 is not its maximum.
           const perUser = Math.min(20, Math.max(o.turnsPerUser, Math.ceil(o.turnSamples / n)));
@@ -203,6 +214,7 @@ export async function turns(o: Opts, userCounts = [1, 16, 64], delays = [0, 800]
             await Promise.all(
               users.map(async (u) => {
                 for (let i = 0; i < k; i++) {
+                  await pause(thinkMs);
                   const [s] = await w.sendDms(server.port, u);
                   seqs.push(s!);
                   await w.waitForReplies([s!], 60_000);
@@ -216,13 +228,15 @@ export async function turns(o: Opts, userCounts = [1, 16, 64], delays = [0, 800]
             const cpu = cpuPerUnit(cpuBefore, cpuSnapshot(roles), seqs.length);
             return { overhead, tput: (seqs.length / (Date.now() - started)) * 1000, cpu };
           };
-          const key = `${label}${delay ? 'slow' : 'instant'}.u${n}`;
+          const key = `${label}${thinkMs ? 'paced' : delay ? 'slow' : 'instant'}.u${n}`;
+          if (thinkMs) out[`${key}.thinkMs`] = thinkMs;
           const p50: number[] = [];
           const p99: number[] = [];
           const tput: number[] = [];
           const cpu: Record<string, number[]> = {};
           try {
-            await oneRound(1); // warm-up: creates each user's Retell chat
+            // Warm-up: creates each user's Retell chat (and spreads paced users' starts).
+            await oneRound(1);
             for (let r = 0; r < o.rounds; r++) {
               const res = await oneRound(perUser);
               const s = summary(res.overhead);
