@@ -23,6 +23,12 @@ const args = new Map(
   }),
 );
 const quick = args.has('quick');
+/** A numeric option, refused (not silently ignored) when it is not a number ≥ 0. */
+function nonNegative(name: string, fallback: number): number {
+  const v = Number(args.get(name) ?? fallback);
+  if (!Number.isFinite(v) || v < 0) throw new Error(`--${name} must be a number ≥ 0`);
+  return v;
+}
 const dbs = (args.get('db') ?? (process.env.MONGODB_URI ? 'uri' : 'ferretdb,mongo-java')).split(
   ',',
 ) as DbKind[];
@@ -33,7 +39,7 @@ const baseOpts = {
   roundMs: quick ? 2000 : 3000,
   turnsPerUser: quick ? 2 : 3,
   turnSamples: Number(args.get('turn-samples') ?? (quick ? 50 : 300)),
-  pacedThinkMs: Number(args.get('paced-think-ms') ?? 2000),
+  pacedThinkMs: nonNegative('paced-think-ms', 2000),
   readsTurns: Number(args.get('reads-turns') ?? (quick ? 20_000 : 100_000)),
   readsUsers: quick ? 1000 : 5000,
   soakEvents: Number(args.get('soak') ?? (quick ? 2_000 : 100_000)),

@@ -235,7 +235,8 @@ export async function turns(o: Opts, userCounts = [1, 16, 64], delays = [0, 800]
           const tput: number[] = [];
           const cpu: Record<string, number[]> = {};
           try {
-            // Warm-up: creates each user's Retell chat (and spreads paced users' starts).
+            // Warm-up: creates each user's Retell chat. (Paced users start each round at random: the pause
+            // comes before each DM.)
             await oneRound(1);
             for (let r = 0; r < o.rounds; r++) {
               const res = await oneRound(perUser);

@@ -11,7 +11,7 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,100}$/;
  * request id. Request and response bodies are never logged.
  *
  * The line is the one pino-http wrote, written here instead: pino-http makes a child logger for every
- * request, and that was a quarter of the connector's CPU per webhook delivery (docs/performance-history.md,
+ * request, and that was a fifth of the connector's CPU per webhook delivery (docs/performance-history.md,
  * session 8). The request id is in the line's own object, so a line written outside the request's
  * logContext (an aborted request) names it too, and the logger's mixin merges into the same key: once.
  */

@@ -5,6 +5,7 @@ import { threadKeyOf } from '../../src/inbound/inbound-event.repo';
 import { waitFor } from '../setup/wait-for';
 import { SecretBox } from '../../src/lib/crypto';
 import { CONNECTION_CACHE_MS } from '../../src/instagram/connection.repo';
+import { MAX_MESSAGE_BYTES } from '../../src/instagram/message-split';
 import crypto from 'node:crypto';
 
 let h: Harness;
@@ -114,7 +115,7 @@ describe('order', () => {
 });
 
 describe('replies', () => {
-  test('when the agent answers with 2,600 characters, then Instagram gets parts of ≤ 1,000 bytes that join back to the reply', async () => {
+  test('when the agent answers with 2,600 characters, then Instagram gets parts of ≤ 999 bytes that join back to the reply', async () => {
     const sentence = 'We ship to Canada within five business days, and returns are free for thirty days. ';
     const long = sentence.repeat(31).trim(); // ~2,600 characters
     expect(long.length).toBeGreaterThan(2500);
@@ -126,7 +127,7 @@ describe('replies', () => {
     await h.drain();
     const parts = sentTo(visitor).map((s) => String(s.message.text));
     expect(parts.length).toBeGreaterThanOrEqual(3);
-    for (const p of parts) expect(Buffer.byteLength(p, 'utf8')).toBeLessThanOrEqual(1000);
+    for (const p of parts) expect(Buffer.byteLength(p, 'utf8')).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
     expect(parts.join(' ')).toBe(long);
     const agentTurns = (await turnsOf()).filter((t) => t.role === 'agent');
     expect(agentTurns.map((t) => t.content)).toEqual(parts);
@@ -147,7 +148,7 @@ describe('replies', () => {
     expect(agentTurns.map((t) => [t.content, t.delivery_status])).toEqual(parts.map((p) => [p, 'sent']));
   });
 
-  test('when the reply is full of multi-byte characters, then every part is ≤ 1,000 bytes and no character is broken', async () => {
+  test('when the reply is full of multi-byte characters, then every part is ≤ 999 bytes and no character is broken', async () => {
     const long = 'Grüße aus Köln! 日本語のテキストです。👨‍👩‍👧 Ça marche très bien. '.repeat(40).trim();
     h.retell.setReply(() => long);
     const visitor = h.aVisitor();
@@ -156,7 +157,7 @@ describe('replies', () => {
     const parts = sentTo(visitor).map((s) => String(s.message.text));
     expect(parts.length).toBeGreaterThan(1);
     for (const p of parts) {
-      expect(Buffer.byteLength(p, 'utf8')).toBeLessThanOrEqual(1000);
+      expect(Buffer.byteLength(p, 'utf8')).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
       expect(p).not.toContain('\uFFFD');
       expect(Buffer.from(p, 'utf8').toString('utf8')).toBe(p);
     }

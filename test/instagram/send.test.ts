@@ -4,6 +4,7 @@ import { aSubaccount, anAgent, igPath } from '../factories/platform';
 import { HOUR, aVisitorWhoWrote, tenantDb } from '../factories/turns';
 import { adminOf, userOf } from '../setup/tokens';
 import { waitFor } from '../setup/wait-for';
+import { MAX_MESSAGE_BYTES } from '../../src/instagram/message-split';
 
 let h: Harness;
 let a: ConnectedAgent;
@@ -412,7 +413,7 @@ describe('when the database fails after Meta took the message', () => {
   });
 });
 
-test('when an operator message is 2,500 characters long, then it arrives as parts of at most 1,000 bytes, in order, each stored', async () => {
+test('when an operator message is 2,500 characters long, then it arrives as parts of at most 999 bytes, in order, each stored', async () => {
   const visitor = await aVisitorWhoWrote(h, a, HOUR);
   const sentence = (i: number) => `Sentence ${i} über Größe und Lieferung — ça va? `;
   let text = '';
@@ -424,7 +425,7 @@ test('when an operator message is 2,500 characters long, then it arrives as part
   expect(res.status).toBe(200);
   const parts = sentTo(visitor).map((s) => String(s.message.text));
   expect(parts.length).toBeGreaterThanOrEqual(3);
-  for (const p of parts) expect(Buffer.byteLength(p, 'utf8')).toBeLessThanOrEqual(1000);
+  for (const p of parts) expect(Buffer.byteLength(p, 'utf8')).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
   expect(parts.join(' ')).toBe(text.replace(/\s+/g, ' '));
   expect(res.body.data.messageIds).toHaveLength(parts.length);
   expect(res.body.data.instagramMessageIds).toEqual(sentTo(visitor).map((s) => s.messageId));
