@@ -35,15 +35,15 @@ const dbs = (args.get('db') ?? (process.env.MONGODB_URI ? 'uri' : 'ferretdb,mong
 const only = new Set((args.get('only') ?? 'intake,turns,reads,soak,scale,commands').split(','));
 
 const baseOpts = {
-  rounds: Number(args.get('rounds') ?? (quick ? 2 : 3)),
+  rounds: nonNegative('rounds', quick ? 2 : 3),
   roundMs: quick ? 2000 : 3000,
   turnsPerUser: quick ? 2 : 3,
-  turnSamples: Number(args.get('turn-samples') ?? (quick ? 50 : 300)),
+  turnSamples: nonNegative('turn-samples', quick ? 50 : 300),
   pacedThinkMs: nonNegative('paced-think-ms', 2000),
-  readsTurns: Number(args.get('reads-turns') ?? (quick ? 20_000 : 100_000)),
+  readsTurns: nonNegative('reads-turns', quick ? 20_000 : 100_000),
   readsUsers: quick ? 1000 : 5000,
-  soakEvents: Number(args.get('soak') ?? (quick ? 2_000 : 100_000)),
-  soakBudgetMs: Number(args.get('soak-minutes') ?? (quick ? 1 : 3)) * 60_000,
+  soakEvents: nonNegative('soak', quick ? 2_000 : 100_000),
+  soakBudgetMs: nonNegative('soak-minutes', quick ? 1 : 3) * 60_000,
 };
 
 const log = (line: string) => process.stderr.write(`[bench] ${line}\n`);

@@ -65,8 +65,9 @@ export class MessagingService {
   constructor(private readonly d: MessagingDeps) {}
 
   /**
-   * Each agent reply, split to Instagram's limit (MAX_MESSAGE_BYTES, 999 UTF-8 bytes), sent in order and recorded as an `agent` turn. A part
-   * already sent is not sent again: its outbound note (keyed by event and part) says so and holds its mid.
+   * Each agent reply, split to Instagram's limit (MAX_MESSAGE_BYTES, 999 UTF-8 bytes), sent in order and
+   * recorded as an `agent` turn. A part already sent is not sent again: its outbound note (keyed by event
+   * and part) says so and holds its mid.
    * A send that may have been delivered despite an error is not blindly repeated: its echo is looked for
    * first, for up to `reconcileWindowMs`.
    */
