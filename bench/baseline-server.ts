@@ -27,6 +27,9 @@ import { insertManyRefused } from '../src/db/mongo';
  * - `BASELINE_BATCH=1`: DMs go through the pipeline in lockstep batches: each batch takes the oldest waiting
  *   DM of every sender, and each database step is ONE command for the whole batch (a bulk write, a
  *   `deleteMany`), while the Retell and Graph calls go out per DM at once. What a batch worker would do.
+ * - `BASELINE_BURN_US=n`: n µs of this process's CPU spent per DM (a busy loop on `process.cpuUsage`), half
+ *   after the user turn and half after the agent turns, in either mode: the connector's work that no batch
+ *   shares (its JSON, logging, handler code, HTTP handling), so that a batched what-if carries it too.
  */
 async function main(): Promise<void> {
   const uri = process.env.BASELINE_MONGODB_URI!;
@@ -78,6 +81,16 @@ function turnPipeline(conn: mongoose.Connection): express.RequestHandler {
     httpAgent: new http.Agent({ keepAlive: true }),
   });
   const pad = Number(process.env.BASELINE_PAD ?? 0);
+  const burnUs = Number(process.env.BASELINE_BURN_US ?? 0);
+  /** Spends `us` µs of this process's CPU (user + system), synchronously. */
+  const burn = (us: number) => {
+    if (us <= 0) return;
+    const start = process.cpuUsage();
+    for (;;) {
+      const used = process.cpuUsage(start);
+      if (used.user + used.system >= us) return;
+    }
+  };
   const padding = conn.db!.collection<{ _id: string; n: number }>('baseline_padding');
   /** `count` padding commands for these senders: one command each, covering all of them. */
   const padFor = async (senders: string[], from: number, count: number) => {
@@ -128,6 +141,7 @@ function turnPipeline(conn: mongoose.Connection): express.RequestHandler {
     const push = (turn: object) =>
       chats.updateOne({ _id: chatId }, { $push: { messages: turn }, $inc: { message_count: 1 } });
     await push({ role: 'user', content: e.message!.text, instagram_mid: e.message!.mid });
+    burn(burnUs / 2);
     await padFor([userId], 0, Math.floor(pad / 2));
     const sent = await askAndSend(e, chatId);
     if (sent.length)
@@ -135,6 +149,7 @@ function turnPipeline(conn: mongoose.Connection): express.RequestHandler {
         { _id: chatId },
         { $push: { messages: { $each: sent } }, $inc: { message_count: sent.length } },
       );
+    burn(burnUs / 2);
     await padFor([userId], Math.floor(pad / 2), pad - Math.floor(pad / 2));
     await events.deleteOne({ _id: e.message!.mid });
   };
@@ -155,6 +170,7 @@ function turnPipeline(conn: mongoose.Connection): express.RequestHandler {
       })),
       { ordered: false },
     );
+    burn((burnUs / 2) * batch.length);
     await padFor(senders, 0, Math.floor(pad / 2));
     // A DM whose call fails is dropped from the batch (logged), as a failed DM is in the default mode.
     const settled = await Promise.allSettled(batch.map((e, i) => askAndSend(e, chatIds[i]!)));
@@ -168,6 +184,7 @@ function turnPipeline(conn: mongoose.Connection): express.RequestHandler {
       return [{ updateOne: { filter: { _id: chatIds[i]! }, update } }];
     });
     if (agentTurns.length) await chats.bulkWrite(agentTurns, { ordered: false });
+    burn((burnUs / 2) * batch.length);
     await padFor(senders, Math.floor(pad / 2), pad - Math.floor(pad / 2));
     await events.deleteMany({ _id: { $in: batch.map((e) => e.message!.mid) } });
   };

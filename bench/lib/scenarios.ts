@@ -154,7 +154,7 @@ export async function turns(o: Opts, userCounts = [1, 16, 64], delays = [0, 800]
       note: 'each user sends its next DM when the previous reply was sent (paced.*: after a pause of 0 to 2 × thinkMs, not the target’s measure); overhead = send − ack − agent delay; echoes delivered; cpuPerTurn = CPU time of each process per turn (bench = load generator + simulators), cpuAllows = turns/s the machine’s CPUs allow at that cost; baseline.* = the same rounds against the turn baseline (bench/baseline-server.ts: a bare pipeline doing the core of every DM), instant agent only; commandsPerDm = database commands per DM on the wire (1 user, DMs in a row, a pass of its own)',
     };
     // The turn baseline's what-ifs (bench/baseline-server.ts) change what `baseline.*` measures: say so.
-    const whatIf = ['BASELINE_PAD', 'BASELINE_BATCH'].filter((k) => process.env[k]);
+    const whatIf = ['BASELINE_PAD', 'BASELINE_BATCH', 'BASELINE_BURN_US'].filter((k) => process.env[k]);
     if (whatIf.length) out['baseline.whatIf'] = whatIf.map((k) => `${k}=${process.env[k]}`).join(' ');
     let base = 0;
     /** Fresh users for every measured count: each one's first DM creates its Retell chat. */
