@@ -362,6 +362,18 @@ export class InboxRepo {
     await (await this.leaseCollection()).deleteOne({ _id: threadKey, owner });
   }
 
+  /**
+   * Gives a lease up as a crashed holder would: left in place, expired, instead of deleted, so that whoever
+   * takes the thread next (another process, or this one) is told `'abandoned'` and runs its oldest event as
+   * a rerun (Retell's chat read before the agent is asked). For a run whose failed attempt could not be
+   * written: the stored event does not say that it ran. The next holder's release deletes it.
+   */
+  async abandonLease(threadKey: string, owner: string): Promise<void> {
+    await (
+      await this.leaseCollection()
+    ).updateOne({ _id: threadKey, owner }, { $set: { leaseUntil: new Date(0) } });
+  }
+
   /** How many events wait (pending), for status and benchmarks. */
   async backlog(): Promise<number> {
     return (await this.eventCollection()).countDocuments({ status: 'pending' });

@@ -47,6 +47,21 @@ function isTransient(err: unknown): boolean {
 }
 
 /**
+ * A failed attempt whose retry or failure could not be written (the database is in trouble): the stored
+ * event does not say that it ran, so its thread's lease is abandoned rather than released.
+ */
+class AttemptNotWritten extends Error {
+  constructor(cause: unknown) {
+    super(`the failed attempt could not be written: ${String((cause as Error)?.message ?? cause)}`, {
+      cause,
+    });
+  }
+}
+const notWritten = (err: unknown): never => {
+  throw new AttemptNotWritten(err);
+};
+
+/**
  * Claims stored events with a lease per thread, handles one thread's events one at a time in timestamp
  * order, retries transient failures with exponential backoff and jitter, and marks an event failed (kept,
  * with its last error) after `maxAttempts`. Correct with several processes on one database: a thread is
@@ -81,7 +96,8 @@ export class InboundWorker {
   /**
    * Events whose failed attempt could not be written (the retry or failure write threw), with the attempt's
    * error: their next run here is still a rerun (`HandlerContext.rerun`), though the stored event does not
-   * say so. Bounded; an entry goes when its event is next written.
+   * say so. Bounded; an entry goes when its event is next written. (The run also abandons its lease, which
+   * tells whoever takes the thread next, any process, that it is a rerun: `AttemptNotWritten`.)
    */
   private readonly unwritten = new Map<string, { attempts: number; error: string }>();
 
@@ -215,6 +231,7 @@ export class InboundWorker {
       lost ||= !held;
     };
     const heartbeat = setInterval(() => void renew().catch(() => undefined), every);
+    let attemptUnwritten = false;
     try {
       // The thread's pending events, oldest first, a batch at a time. One that is not due, or that is to be
       // retried later, holds back the ones after it (per-user order). Events stored while the batch is
@@ -241,9 +258,14 @@ export class InboundWorker {
         }
         more ||= this.fresh.has(threadKey);
       }
+    } catch (err) {
+      attemptUnwritten = err instanceof AttemptNotWritten;
+      throw err;
     } finally {
       clearInterval(heartbeat);
-      await this.inbox.releaseLease(threadKey, this.id).catch(() => undefined);
+      // Should even this write fail, the lease expires in place, which says the same.
+      const release = attemptUnwritten ? this.inbox.abandonLease : this.inbox.releaseLease;
+      await release.call(this.inbox, threadKey, this.id).catch(() => undefined);
     }
   }
 
@@ -283,7 +305,7 @@ export class InboundWorker {
         this.unwritten.set(stored._id, { attempts: stored.attempts, error: message });
         if (this.unwritten.size > 10_000) this.unwritten.delete(this.unwritten.keys().next().value!);
         if (!isTransient(err) || attempts >= this.opts.maxAttempts) {
-          await this.inbox.fail(stored._id, attempts, message);
+          await this.inbox.fail(stored._id, attempts, message).catch(notWritten);
           this.unwritten.delete(stored._id);
           this.logger.error({ err, attempts, kind: stored.event.kind }, 'inbound event failed');
           return true;
@@ -295,7 +317,9 @@ export class InboundWorker {
             (err as { retryAfterMs?: number }).retryAfterMs ?? 0,
           );
           const jittered = Math.max(asked, delay / 2 + Math.random() * (delay / 2));
-          await this.inbox.retryLater(stored._id, attempts, new Date(Date.now() + jittered), message);
+          await this.inbox
+            .retryLater(stored._id, attempts, new Date(Date.now() + jittered), message)
+            .catch(notWritten);
           this.unwritten.delete(stored._id);
           this.logger.warn(
             { attempts, retryInMs: Math.round(jittered), error: message },

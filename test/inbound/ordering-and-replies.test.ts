@@ -2,6 +2,8 @@ import { startHarness, type Harness, type ConnectedAgent } from '../setup/harnes
 import { anInstagramDm } from '../factories/instagram';
 import { simMessages } from '../../src/simulators/retell.simulator';
 import { threadKeyOf } from '../../src/inbound/inbound-event.repo';
+import { InboundWorker } from '../../src/inbound/inbound.worker';
+import { handleInboundEvent } from '../../src/inbound/handle-inbound-event';
 import { waitFor } from '../setup/wait-for';
 import { SecretBox } from '../../src/lib/crypto';
 import { CONNECTION_CACHE_MS } from '../../src/instagram/connection.repo';
@@ -228,6 +230,7 @@ describe('failures on the way', () => {
     const releasedAt: number[] = [];
     const acquire = inbox.acquireLease.bind(inbox);
     const release = inbox.releaseLease.bind(inbox);
+    const abandon = inbox.abandonLease.bind(inbox);
     const spies = [
       jest.spyOn(inbox, 'retryLater').mockRejectedValue(new Error('database unreachable')),
       jest.spyOn(inbox, 'acquireLease').mockImplementation(async (key, ...rest) => {
@@ -237,6 +240,12 @@ describe('failures on the way', () => {
       }),
       jest.spyOn(inbox, 'releaseLease').mockImplementation(async (key, ...rest) => {
         await release(key, ...rest);
+        if (key === thread) releasedAt.push(Date.now());
+      }),
+      // A run whose retry could not be written lets its lease go this way ("another process takes the
+      // thread next", below).
+      jest.spyOn(inbox, 'abandonLease').mockImplementation(async (key, ...rest) => {
+        await abandon(key, ...rest);
         if (key === thread) releasedAt.push(Date.now());
       }),
     ];
@@ -249,7 +258,7 @@ describe('failures on the way', () => {
       for (const spy of spies) spy.mockRestore();
       h.retell.clearFailures();
     }
-    // Each failed run is released, and the next claim waits for the harness's poll interval (50 ms).
+    // Each failed run lets its lease go, and the next claim waits for the harness's poll interval (50 ms).
     const waits = claimedAt.slice(1, 3).map((at, i) => at - releasedAt[i]!);
     expect(Math.min(...waits)).toBeGreaterThanOrEqual(40);
     await h.drain();
@@ -341,6 +350,39 @@ describe('failures on the way', () => {
     }
     expect(h.retell.completions.filter((c) => c.content === 'cancel my order')).toHaveLength(1);
     expect(sentTo(visitor).map((s) => s.message.text)).toEqual(['answer 1 to cancel my order']);
+  });
+
+  test('when that failure could not be written and another process takes the thread next, then it too takes the answer from Retell instead of asking again', async () => {
+    const visitor = h.aVisitor();
+    let n = 0;
+    h.retell.setReply((content) => `answer ${++n} to ${content}`);
+    const { inbox, worker } = h.t.deps;
+    const dbDown = () => Promise.reject(new Error('connection reset by the database'));
+    const retryWrite = jest.spyOn(inbox, 'retryLater').mockImplementationOnce(dbDown);
+    const progressWrite = jest.spyOn(inbox, 'saveProgress').mockImplementationOnce(dbDown);
+    worker.start(); // polling, as in production (the harness otherwise runs it by drain only)
+    try {
+      await h.deliver(a, [
+        anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'refund my order' }),
+      ]);
+      await waitFor('the attempt whose retry could not be written', () => retryWrite.mock.calls.length >= 1);
+    } finally {
+      await worker.stop(); // this process goes away before it runs the event again
+      retryWrite.mockRestore();
+      progressWrite.mockRestore();
+    }
+    const [stored] = await inbox.pendingOfThread(threadKeyOf(a.sub.id, a.agentId, visitor), 10);
+    expect(stored).toMatchObject({ attempts: 0 }); // nothing in the inbox says it ran
+
+    const other = new InboundWorker(
+      inbox,
+      (event, ctx) => handleInboundEvent(h.t.deps.inbound, event, ctx),
+      h.t.deps.logger,
+      { leaseMs: 2000, pollMs: 50, backoffBaseMs: 5, backoffMaxMs: 50, maxAttempts: 5 },
+    );
+    await other.drain();
+    expect(h.retell.completions.filter((c) => c.content === 'refund my order')).toHaveLength(1);
+    expect(sentTo(visitor).map((s) => s.message.text)).toEqual(['answer 1 to refund my order']);
   });
 
   test('when Retell answers 500 then 503 then succeeds, then the visitor is answered once', async () => {
