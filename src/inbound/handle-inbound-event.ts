@@ -122,6 +122,8 @@ async function answerVisitor(
       turn: userTurn,
       username: conversation?.username,
     });
+  // The agent is about to be asked (below): not by a worker whose lease may have passed to another.
+  if (!progress.agentReplies) await ctx.ensureHeld();
   const recordUserTurn = recordUserTurnIn(chatId);
 
   const pausedUntil = conversation?.aiPausedUntil;

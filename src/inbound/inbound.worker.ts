@@ -32,6 +32,20 @@ export interface HandlerContext {
    * lease while handling it.
    */
   rerun?: 'retry' | 'takeover';
+  /**
+   * Resolves while this worker still holds the event's thread; otherwise rejects with `LeaseLost`, and the
+   * event is left to whoever holds the thread now. Called before the agent is asked (a step that cannot be
+   * taken back; a part sent twice is prevented by its outbound note instead). Renews the lease first when a
+   * third of it has passed.
+   */
+  ensureHeld(): Promise<void>;
+}
+
+/** The thread's lease ran out (its renewals failed) or was taken: this worker must not act on it. */
+export class LeaseLost extends Error {
+  constructor() {
+    super('the thread lease ran out before this step');
+  }
 }
 export type EventHandler = (stored: StoredEvent, ctx: HandlerContext) => Promise<'done' | 'ignored'>;
 /** Deletes what is older than `olderThan` somewhere; resolves with how many documents it removed. */
@@ -231,6 +245,11 @@ export class InboundWorker {
       lost ||= !held;
     };
     const heartbeat = setInterval(() => void renew().catch(() => undefined), every);
+    // Our own clock decides: a lease not renewed for its whole length may be someone else's by now.
+    const ensureHeld = async () => {
+      if (Date.now() - renewedAt >= every) await renew().catch(() => undefined);
+      if (lost || Date.now() - renewedAt >= this.opts.leaseMs) throw new LeaseLost();
+    };
     let attemptUnwritten = false;
     try {
       // The thread's pending events, oldest first, a batch at a time. One that is not due, or that is to be
@@ -252,15 +271,16 @@ export class InboundWorker {
           if (Date.now() - renewedAt >= every) await renew();
           if (lost || !this.running) return;
           // Only the oldest pending event can have been in the previous holder's hands.
-          const handled = await this.handleOne(next, abandoned);
+          const handled = await this.handleOne(next, abandoned, ensureHeld);
           abandoned = false;
           if (!handled) return;
         }
         more ||= this.fresh.has(threadKey);
       }
     } catch (err) {
-      attemptUnwritten = err instanceof AttemptNotWritten;
-      throw err;
+      // Either way the stored event does not say that it ran (see AttemptNotWritten and LeaseLost).
+      attemptUnwritten = err instanceof AttemptNotWritten || err instanceof LeaseLost;
+      if (!(err instanceof LeaseLost)) throw err;
     } finally {
       clearInterval(heartbeat);
       // Should even this write fail, the lease expires in place, which says the same.
@@ -270,12 +290,17 @@ export class InboundWorker {
   }
 
   /** Handles one event; false when it stays pending (to be retried later), which holds its thread back. */
-  private async handleOne(stored: StoredEvent, takenOver: boolean): Promise<boolean> {
+  private async handleOne(
+    stored: StoredEvent,
+    takenOver: boolean,
+    ensureHeld: () => Promise<void>,
+  ): Promise<boolean> {
     // Only while the stored event has not moved on (another process may have written a later attempt).
     const missed = this.unwritten.get(stored._id);
     if (missed && missed.attempts === stored.attempts) stored.lastError = missed.error;
     const ctx: HandlerContext = {
       rerun: takenOver ? 'takeover' : stored.attempts > 0 || missed !== undefined ? 'retry' : undefined,
+      ensureHeld,
       saveProgress: (progress) => {
         stored.progress = progress;
         return this.inbox.saveProgress(stored._id, progress);
@@ -298,6 +323,15 @@ export class InboundWorker {
         this.unwritten.delete(stored._id);
         return true;
       } catch (err) {
+        if (err instanceof LeaseLost) {
+          // Not written as an attempt: the event may be in another worker's hands now. The run ends and
+          // abandons the lease, so that a next holder that finds it expired runs the event as a rerun.
+          this.logger.warn(
+            { kind: stored.event.kind },
+            'thread lease ran out: the event is left to its next holder',
+          );
+          throw err;
+        }
         const attempts = stored.attempts + 1;
         const message = String((err as Error)?.message ?? err).slice(0, 500);
         // Until this attempt is written (below): should the write throw, the next run still knows.

@@ -1,6 +1,7 @@
 import { startHarness, type Harness, type ConnectedAgent } from '../setup/harness';
 import { anInstagramDm } from '../factories/instagram';
-import { InboundWorker } from '../../src/inbound/inbound.worker';
+import { InboundWorker, type HandlerContext } from '../../src/inbound/inbound.worker';
+import type { StoredEvent } from '../../src/inbound/inbound-event.repo';
 import { handleInboundEvent } from '../../src/inbound/handle-inbound-event';
 import { waitFor } from '../setup/wait-for';
 
@@ -78,4 +79,48 @@ test('when a thread lease is taken, then a free one is "free", a held one is ref
   expect(await inbox.acquireLease(thread, 'worker-b', 1_000)).toBe('abandoned');
   await inbox.releaseLease(thread, 'worker-b');
   expect(await inbox.acquireLease(thread, 'worker-c', 1_000)).toBe('free');
+});
+
+test('when a worker cannot renew its lease and it runs out before the agent is asked, then that worker stops there and the one that takes the thread over asks the agent once', async () => {
+  const visitor = h.aVisitor();
+  const { inbox, inbound, logger } = h.t.deps;
+  const handler = (name: string) => (stored: StoredEvent, ctx: HandlerContext) =>
+    name === 'first' && stored.event.userId === visitor
+      ? slowStart().then(() => handleInboundEvent(inbound, stored, ctx))
+      : handleInboundEvent(inbound, stored, ctx);
+  // The first holder is held up (a long pause, a slow database) past its lease, before it asks the agent.
+  let started = false;
+  const slowStart = async () => {
+    started = true;
+    await new Promise((r) => setTimeout(r, 1_500));
+  };
+  const opts = { concurrency: 4, leaseMs: 600, pollMs: 20, backoffBaseMs: 5, backoffMaxMs: 50 };
+  const first = new InboundWorker(inbox, handler('first'), logger, opts);
+  const second = new InboundWorker(inbox, handler('second'), logger, opts);
+  const renew = inbox.renewLease.bind(inbox);
+  const renewals = jest
+    .spyOn(inbox, 'renewLease')
+    .mockImplementation((key, owner, ms) =>
+      owner === first.id ? Promise.reject(new Error('not primary')) : renew(key, owner, ms),
+    );
+  const seenBefore = h.retell.completions.length;
+  try {
+    first.start();
+    await h.deliver(a, [
+      anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'where is my parcel' }),
+    ]);
+    await waitFor('the first worker to hold the thread', () => started);
+    second.start(); // takes the thread once the first one's lease has run out
+    await waitFor('the reply', () => h.graph.sent.some((s) => s.recipientId === visitor));
+    await first.stop(); // its run in hand ends
+    await second.drain();
+  } finally {
+    await Promise.all([first.stop(), second.stop()]);
+    renewals.mockRestore();
+  }
+  const asked = h.retell.completions.slice(seenBefore).filter((c) => c.content === 'where is my parcel');
+  expect(asked).toHaveLength(1);
+  expect(h.graph.sent.filter((s) => s.recipientId === visitor).map((s) => s.message.text)).toEqual([
+    'Echo: where is my parcel',
+  ]);
 });
