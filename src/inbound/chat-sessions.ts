@@ -50,23 +50,24 @@ export class ChatSessions {
 
   /**
    * Asks the agent; a chat Retell no longer accepts is replaced once and asked again. `earlier`: this
-   * question may have been asked already (see `RetellClient.complete`).
+   * question may have been asked already; `beforeAsk`: called before every ask (see
+   * `RetellClient.complete`).
    */
   async complete(
     t: ThreadRef,
     chatId: string,
     content: string,
-    username?: string,
-    earlier?: EarlierAsk,
+    opts: { username?: string; earlier?: EarlierAsk; beforeAsk?: () => Promise<void> } = {},
   ): Promise<{ chatId: string; replies: string[] }> {
+    const { username, earlier, beforeAsk } = opts;
     try {
-      return { chatId, replies: await this.agentReplies(chatId, content, earlier) };
+      return { chatId, replies: await this.agentReplies(chatId, content, earlier, beforeAsk) };
     } catch (err) {
       if (!(err instanceof RetellError) || !err.chatUnusable) throw err;
       this.d.logger.warn({ status: err.status }, 'Retell refused the chat; starting a new one');
       await this.d.chats.end(t.db, chatId);
       const fresh = await this.start(t, username);
-      return { chatId: fresh, replies: await this.agentReplies(fresh, content) };
+      return { chatId: fresh, replies: await this.agentReplies(fresh, content, undefined, beforeAsk) };
     }
   }
 
@@ -97,8 +98,13 @@ export class ChatSessions {
     return chat?.chat_status === 'ongoing' ? chat : undefined;
   }
 
-  private async agentReplies(chatId: string, content: string, earlier?: EarlierAsk): Promise<string[]> {
-    const messages = await this.retell.complete(chatId, content, earlier);
+  private async agentReplies(
+    chatId: string,
+    content: string,
+    earlier?: EarlierAsk,
+    beforeAsk?: () => Promise<void>,
+  ): Promise<string[]> {
+    const messages = await this.retell.complete(chatId, content, earlier, beforeAsk);
     // Tool calls, tool results and node/state transitions are the agent's workings, not words for the visitor.
     return messages.flatMap((m) =>
       m.role === 'agent' && 'content' in m && m.content.trim() ? [m.content] : [],

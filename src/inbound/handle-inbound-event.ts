@@ -122,8 +122,6 @@ async function answerVisitor(
       turn: userTurn,
       username: conversation?.username,
     });
-  // The agent is about to be asked (below): not by a worker whose lease may have passed to another.
-  if (!progress.agentReplies) await ctx.ensureHeld();
   const recordUserTurn = recordUserTurnIn(chatId);
 
   const pausedUntil = conversation?.aiPausedUntil;
@@ -145,17 +143,16 @@ async function answerVisitor(
       recordUserTurn,
       // An earlier run may have asked already: Retell's copy of the chat is read first, so that the agent
       // (and its tools) runs once. Its answer may still be on the way when that run was cut off (a crash)
-      // or gave up waiting (a timeout).
-      sessions.complete(
-        t,
-        chatId,
-        content,
-        conversation?.username,
-        ctx.rerun && {
+      // or gave up waiting (a timeout). Every ask first checks that this worker still holds the thread:
+      // after a lease ran out, another may be asking.
+      sessions.complete(t, chatId, content, {
+        username: conversation?.username,
+        earlier: ctx.rerun && {
           since: stored.receivedAt.getTime(),
           mayBeAnswering: ctx.rerun === 'takeover' || isRetellTimeout(stored.lastError),
         },
-      ),
+        beforeAsk: ctx.ensureHeld,
+      }),
     ]);
     if (asked.status === 'fulfilled') {
       progress.chatId = asked.value.chatId;

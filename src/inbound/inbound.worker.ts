@@ -34,19 +34,21 @@ export interface HandlerContext {
   rerun?: 'retry' | 'takeover';
   /**
    * Resolves while this worker still holds the event's thread; otherwise rejects with `LeaseLost`, and the
-   * event is left to whoever holds the thread now. Called before the agent is asked (a step that cannot be
-   * taken back; a part sent twice is prevented by its outbound note instead). Renews the lease first when a
-   * third of it has passed.
+   * event is left to whoever holds the thread now. Called before every ask of the agent (a step that
+   * cannot be taken back; a part sent twice is prevented by its outbound note instead). Renews the lease
+   * first when a third of it has passed.
    */
   ensureHeld(): Promise<void>;
 }
 
 /** The thread's lease ran out (its renewals failed) or was taken: this worker must not act on it. */
 export class LeaseLost extends Error {
+  override readonly name = 'LeaseLost';
   constructor() {
     super('the thread lease ran out before this step');
   }
 }
+
 export type EventHandler = (stored: StoredEvent, ctx: HandlerContext) => Promise<'done' | 'ignored'>;
 /** Deletes what is older than `olderThan` somewhere; resolves with how many documents it removed. */
 export type RetentionSweep = (olderThan: Date) => Promise<number>;
@@ -65,15 +67,12 @@ function isTransient(err: unknown): boolean {
  * event does not say that it ran, so its thread's lease is abandoned rather than released.
  */
 class AttemptNotWritten extends Error {
-  constructor(cause: unknown) {
-    super(`the failed attempt could not be written: ${String((cause as Error)?.message ?? cause)}`, {
-      cause,
-    });
+  override readonly name = 'AttemptNotWritten';
+  constructor(attemptError: string, writeError: unknown) {
+    const why = String((writeError as Error)?.message ?? writeError);
+    super(`the failed attempt (${attemptError}) could not be written: ${why}`, { cause: writeError });
   }
 }
-const notWritten = (err: unknown): never => {
-  throw new AttemptNotWritten(err);
-};
 
 /**
  * Claims stored events with a lease per thread, handles one thread's events one at a time in timestamp
@@ -81,6 +80,12 @@ const notWritten = (err: unknown): never => {
  * with its last error) after `maxAttempts`. Correct with several processes on one database: a thread is
  * only ever handled by the holder of its lease, and an expired lease (a crashed holder) is taken over.
  */
+const notWritten =
+  (attemptError: string) =>
+  (writeError: unknown): never => {
+    throw new AttemptNotWritten(attemptError, writeError);
+  };
+
 export class InboundWorker {
   readonly id = `worker-${crypto.randomBytes(6).toString('hex')}`;
   private readonly opts: WorkerOptions;
@@ -100,10 +105,11 @@ export class InboundWorker {
   private readonly fresh = new Set<string>();
 
   /**
-   * Threads whose last run failed outside the handler (the write of a retry, of a failure or of the done
-   * event threw: the database is in trouble), and when they may be claimed again. Their event's attempts
-   * could not be counted, so without this pause the release would claim the thread again at once and run
-   * the handler in a loop for as long as the trouble lasts. One poll interval; entries go once past.
+   * Threads whose last run ended outside the handler's own outcome (the write of a retry or of a failure
+   * threw, a read failed, or the lease ran out: the database is in trouble), and when they may be claimed
+   * again. Their event's attempts could not be counted, so without this pause this process would claim the
+   * thread again at once and run the handler in a loop for as long as the trouble lasts (and, after a lease
+   * ran out, before any other process could). One poll interval; entries go once past.
    */
   private readonly cooling = new Map<string, number>();
 
@@ -111,7 +117,8 @@ export class InboundWorker {
    * Events whose failed attempt could not be written (the retry or failure write threw), with the attempt's
    * error: their next run here is still a rerun (`HandlerContext.rerun`), though the stored event does not
    * say so. Bounded; an entry goes when its event is next written. (The run also abandons its lease, which
-   * tells whoever takes the thread next, any process, that it is a rerun: `AttemptNotWritten`.)
+   * tells whoever takes the thread next, any process, that its oldest event is a rerun: `AttemptNotWritten`.
+   * This entry still counts when the event is not the thread's oldest.)
    */
   private readonly unwritten = new Map<string, { attempts: number; error: string }>();
 
@@ -209,9 +216,10 @@ export class InboundWorker {
     for (const threadKey of threads) {
       if (!this.running) return; // stopped while the poll was out: claim nothing more
       if (this.active.has(threadKey)) continue;
+      const askedAt = performance.now(); // the lease runs from before it was asked for
       const lease = await this.inbox.acquireLease(threadKey, this.id, this.opts.leaseMs);
       if (!lease) continue;
-      const run = this.runThread(threadKey, lease === 'abandoned')
+      const run = this.runThread(threadKey, lease === 'abandoned', askedAt)
         .then(
           () => true,
           (err: unknown) => {
@@ -231,26 +239,34 @@ export class InboundWorker {
     }
   }
 
-  /** `abandoned`: the lease was taken over from a holder that never released it (see `acquireLease`). */
-  private async runThread(threadKey: string, abandoned: boolean): Promise<void> {
+  /**
+   * `abandoned`: the lease was taken over from a holder that never released it (see `acquireLease`).
+   * `leasedAt`: `performance.now()` from before the lease was asked for.
+   */
+  private async runThread(threadKey: string, abandoned: boolean, leasedAt: number): Promise<void> {
     let lost = false;
-    // Held for a full lease from here; renewed by the heartbeat, and before an event when a third of the
-    // lease has passed since (so a thread of many events never starts one on a lease about to run out).
-    let renewedAt = Date.now();
+    // Held for a full lease from `leasedAt`; renewed by the heartbeat, and before an event when a third of
+    // the lease has passed since (so a thread of many events never starts one on a lease about to run out).
+    // Elapsed time by the monotonic clock: a wall clock set back would stretch the lease.
+    let renewedAt = leasedAt;
     const every = Math.max(50, this.opts.leaseMs / 3);
     const renew = async () => {
-      const at = Date.now();
+      const at = performance.now();
       const held = await this.inbox.renewLease(threadKey, this.id, this.opts.leaseMs);
       if (held) renewedAt = Math.max(renewedAt, at);
       lost ||= !held;
     };
-    const heartbeat = setInterval(() => void renew().catch(() => undefined), every);
+    let renewing: Promise<void> = Promise.resolve();
+    const heartbeat = setInterval(() => {
+      renewing = renew().catch(() => undefined);
+    }, every);
     // Our own clock decides: a lease not renewed for its whole length may be someone else's by now.
     const ensureHeld = async () => {
-      if (Date.now() - renewedAt >= every) await renew().catch(() => undefined);
-      if (lost || Date.now() - renewedAt >= this.opts.leaseMs) throw new LeaseLost();
+      if (performance.now() - renewedAt >= every) await renew().catch(() => undefined);
+      if (lost || performance.now() - renewedAt >= this.opts.leaseMs) throw new LeaseLost();
     };
-    let attemptUnwritten = false;
+    // Abandoned rather than released (left expired in place): the stored event may not say that it ran.
+    let abandon = false;
     try {
       // The thread's pending events, oldest first, a batch at a time. One that is not due, or that is to be
       // retried later, holds back the ones after it (per-user order). Events stored while the batch is
@@ -268,7 +284,7 @@ export class InboundWorker {
             await this.inbox.deferThread(threadKey, next.availableAt);
             return;
           }
-          if (Date.now() - renewedAt >= every) await renew();
+          if (performance.now() - renewedAt >= every) await renew();
           if (lost || !this.running) return;
           // Only the oldest pending event can have been in the previous holder's hands.
           const handled = await this.handleOne(next, abandoned, ensureHeld);
@@ -278,18 +294,28 @@ export class InboundWorker {
         more ||= this.fresh.has(threadKey);
       }
     } catch (err) {
-      // Either way the stored event does not say that it ran (see AttemptNotWritten and LeaseLost).
-      attemptUnwritten = err instanceof AttemptNotWritten || err instanceof LeaseLost;
+      // A failed attempt not written: the next holder must know the event ran. A lease that ran out: the
+      // event may or may not have been asked about by this run, or by the holder before it (when this run
+      // was itself a takeover), so the next holder must read before it asks, as this one would have.
+      abandon = err instanceof AttemptNotWritten || err instanceof LeaseLost;
       if (!(err instanceof LeaseLost)) throw err;
+      this.cooling.set(threadKey, Date.now() + this.opts.pollMs);
     } finally {
       clearInterval(heartbeat);
-      // Should even this write fail, the lease expires in place, which says the same.
-      const release = attemptUnwritten ? this.inbox.abandonLease : this.inbox.releaseLease;
-      await release.call(this.inbox, threadKey, this.id).catch(() => undefined);
+      await renewing; // a renewal still out must not land after the release
+      // A lease taken by another worker is not ours to touch. Should the write fail, an abandoned lease
+      // expires in place, which says the same.
+      if (!lost)
+        await (
+          abandon ? this.inbox.abandonLease(threadKey, this.id) : this.inbox.releaseLease(threadKey, this.id)
+        ).catch(() => undefined);
     }
   }
 
-  /** Handles one event; false when it stays pending (to be retried later), which holds its thread back. */
+  /**
+   * Handles one event; false when it stays pending (to be retried later), which holds its thread back.
+   * Throws `LeaseLost` (the handler stopped: the lease ran out) and `AttemptNotWritten`.
+   */
   private async handleOne(
     stored: StoredEvent,
     takenOver: boolean,
@@ -339,7 +365,7 @@ export class InboundWorker {
         this.unwritten.set(stored._id, { attempts: stored.attempts, error: message });
         if (this.unwritten.size > 10_000) this.unwritten.delete(this.unwritten.keys().next().value!);
         if (!isTransient(err) || attempts >= this.opts.maxAttempts) {
-          await this.inbox.fail(stored._id, attempts, message).catch(notWritten);
+          await this.inbox.fail(stored._id, attempts, message).catch(notWritten(message));
           this.unwritten.delete(stored._id);
           this.logger.error({ err, attempts, kind: stored.event.kind }, 'inbound event failed');
           return true;
@@ -353,7 +379,7 @@ export class InboundWorker {
           const jittered = Math.max(asked, delay / 2 + Math.random() * (delay / 2));
           await this.inbox
             .retryLater(stored._id, attempts, new Date(Date.now() + jittered), message)
-            .catch(notWritten);
+            .catch(notWritten(message));
           this.unwritten.delete(stored._id);
           this.logger.warn(
             { attempts, retryInMs: Math.round(jittered), error: message },

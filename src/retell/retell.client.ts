@@ -123,8 +123,16 @@ export class RetellClient {
    * chat is read first and an answer there is taken. When that attempt may still be answered (it was cut
    * off, or gave up waiting), a question there without its answer is waited on for up to one timeout.
    * Otherwise, or after that, the question is asked.
+   *
+   * `beforeAsk`: called before every ask, the first and each one again; what it throws ends the call
+   * (the worker's check that it still holds the thread).
    */
-  async complete(chatId: string, content: string, earlier?: EarlierAsk): Promise<RetellMessage[]> {
+  async complete(
+    chatId: string,
+    content: string,
+    earlier?: EarlierAsk,
+    beforeAsk?: () => Promise<void>,
+  ): Promise<RetellMessage[]> {
     const sdk = this.client();
     if (earlier) {
       const seen = await this.answerInChat(
@@ -140,6 +148,7 @@ export class RetellClient {
     for (let retries = 0; ; retries++) {
       // The time limit is our own signal, which ends the attempt without a retry inside the SDK; the SDK's
       // own limit is set past it so that it never fires first.
+      await beforeAsk?.();
       const deadline = AbortSignal.timeout(this.timeoutMs);
       try {
         const res = await sdk.chat.createChatCompletion(

@@ -304,6 +304,20 @@ describe('RetellClient against the Retell simulator', () => {
     ]);
   });
 
+  test('when the caller checks before each ask, then an ask again after a failure is checked too, and a refusal there ends the call without asking', async () => {
+    const { chatId } = await retell.createChat('agent_abc', {}, {});
+    sim.failNext('/create-chat-completion', [{ status: 409, headers: now }]);
+    let checks = 0;
+    const leaseRanOut = new Error('the thread lease ran out before this step');
+    const beforeAsk = async () => {
+      if (++checks > 1) throw leaseRanOut; // the worker lost its thread while the first ask failed
+    };
+
+    await expect(retell.complete(chatId, 'Hello', undefined, beforeAsk)).rejects.toBe(leaseRanOut);
+    expect(checks).toBe(2);
+    expect(requestsTo('/create-chat-completion')).toHaveLength(1);
+  });
+
   test('when Retell asks for a wait longer than a call may take, then the error says how long, for the event retry', async () => {
     const { chatId } = await retell.createChat('agent_abc', {}, {});
     sim.failNext('/create-chat-completion', [{ status: 429, headers: { 'retry-after': '600' } }]);
