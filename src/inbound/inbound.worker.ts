@@ -74,18 +74,18 @@ class AttemptNotWritten extends Error {
   }
 }
 
-/**
- * Claims stored events with a lease per thread, handles one thread's events one at a time in timestamp
- * order, retries transient failures with exponential backoff and jitter, and marks an event failed (kept,
- * with its last error) after `maxAttempts`. Correct with several processes on one database: a thread is
- * only ever handled by the holder of its lease, and an expired lease (a crashed holder) is taken over.
- */
 const notWritten =
   (attemptError: string) =>
   (writeError: unknown): never => {
     throw new AttemptNotWritten(attemptError, writeError);
   };
 
+/**
+ * Claims stored events with a lease per thread, handles one thread's events one at a time in timestamp
+ * order, retries transient failures with exponential backoff and jitter, and marks an event failed (kept,
+ * with its last error) after `maxAttempts`. Correct with several processes on one database: a thread is
+ * only ever handled by the holder of its lease, and an expired lease (a crashed holder) is taken over.
+ */
 export class InboundWorker {
   readonly id = `worker-${crypto.randomBytes(6).toString('hex')}`;
   private readonly opts: WorkerOptions;
