@@ -218,6 +218,13 @@ describe('shutdown', () => {
 });
 
 describe('failures on the way', () => {
+  const databaseReset = () => Promise.reject(new Error('connection reset by the database'));
+  /** The agent answers "answer <n> to <question>", n counting its answers: a second ask shows. */
+  const numberTheAnswers = () => {
+    let n = 0;
+    h.retell.setReply((content) => `answer ${++n} to ${content}`);
+  };
+
   test("when writing an event's retry fails, then its thread is claimed again only after a poll interval, not at once in a loop", async () => {
     const visitor = h.aVisitor();
     const thread = threadKeyOf(a.sub.id, a.agentId, visitor);
@@ -293,9 +300,7 @@ describe('failures on the way', () => {
 
   test('when a reply went out but recording it failed, then the retry at once finds its echo and does not send it again', async () => {
     const visitor = h.aVisitor();
-    const complete = jest
-      .spyOn(h.t.deps.inbound.outbound, 'complete')
-      .mockImplementationOnce(() => Promise.reject(new Error('connection reset by the database')));
+    const complete = jest.spyOn(h.t.deps.inbound.outbound, 'complete').mockImplementationOnce(databaseReset);
     let completions: number;
     try {
       await h.deliver(a, [anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'record me' })]);
@@ -312,11 +317,8 @@ describe('failures on the way', () => {
 
   test('when the agent answered but the attempt failed before its answer was kept, then the retry takes that answer from Retell instead of asking again', async () => {
     const visitor = h.aVisitor();
-    let n = 0;
-    h.retell.setReply((content) => `answer ${++n} to ${content}`);
-    const save = jest
-      .spyOn(h.t.deps.inbox, 'saveProgress')
-      .mockImplementationOnce(() => Promise.reject(new Error('connection reset by the database')));
+    numberTheAnswers();
+    const save = jest.spyOn(h.t.deps.inbox, 'saveProgress').mockImplementationOnce(databaseReset);
     try {
       await h.deliver(a, [anInstagramDm({ userId: visitor, accountId: a.accountId, text: 'book me in' })]);
       await h.drain();
@@ -329,16 +331,11 @@ describe('failures on the way', () => {
 
   test('when that failure could not even be written as a retry, then the next run still takes the answer from Retell', async () => {
     const visitor = h.aVisitor();
-    let n = 0;
-    h.retell.setReply((content) => `answer ${++n} to ${content}`);
+    numberTheAnswers();
     const { inbox } = h.t.deps;
     const spies = [
-      jest
-        .spyOn(inbox, 'saveProgress')
-        .mockImplementationOnce(() => Promise.reject(new Error('connection reset by the database'))),
-      jest
-        .spyOn(inbox, 'retryLater')
-        .mockImplementationOnce(() => Promise.reject(new Error('connection reset by the database'))),
+      jest.spyOn(inbox, 'saveProgress').mockImplementationOnce(databaseReset),
+      jest.spyOn(inbox, 'retryLater').mockImplementationOnce(databaseReset),
     ];
     try {
       await h.deliver(a, [
@@ -354,12 +351,10 @@ describe('failures on the way', () => {
 
   test('when that failure could not be written and another process takes the thread next, then it too takes the answer from Retell instead of asking again', async () => {
     const visitor = h.aVisitor();
-    let n = 0;
-    h.retell.setReply((content) => `answer ${++n} to ${content}`);
+    numberTheAnswers();
     const { inbox, worker } = h.t.deps;
-    const dbDown = () => Promise.reject(new Error('connection reset by the database'));
-    const retryWrite = jest.spyOn(inbox, 'retryLater').mockImplementationOnce(dbDown);
-    const progressWrite = jest.spyOn(inbox, 'saveProgress').mockImplementationOnce(dbDown);
+    const retryWrite = jest.spyOn(inbox, 'retryLater').mockImplementationOnce(databaseReset);
+    const progressWrite = jest.spyOn(inbox, 'saveProgress').mockImplementationOnce(databaseReset);
     worker.start(); // polling, as in production (the harness otherwise runs it by drain only)
     try {
       await h.deliver(a, [
